@@ -1,0 +1,70 @@
+"""MRC reading and writing on top of ``mrcfile``, with clear errors and atomic writes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import GenemInputError
+
+
+def read_mrc(path, *, pixel_size_A: float | None = None, permissive: bool = True):
+    """Return ``(data float32, pixel_size_A or None)``; ``pixel_size_A`` overrides the header."""
+    path = Path(path)
+    if not path.exists():
+        raise GenemInputError(path, "file not found")
+    try:
+        with mrcfile.open(path, permissive=permissive, mode="r") as m:
+            if m.data is None:
+                raise GenemInputError(path, "not a readable MRC file (no data block)")
+            data = np.asarray(m.data, dtype=np.float32).copy()
+            vs = float(m.voxel_size.x)
+    except GenemInputError:
+        raise
+    except Exception as e:  # mrcfile raises ValueError / EOFError on corrupt files
+        raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__}: {e})".splitlines()[0]) from None
+    if pixel_size_A is None:
+        pixel_size_A = vs if vs > 0 and abs(vs - 1.0) > 1e-6 else None
+    if not np.all(np.isfinite(data)):
+        raise GenemInputError(path, "contains NaN or infinite values")
+    return data, pixel_size_A
+
+
+def read_mrc_header_shape(path):
+    with mrcfile.mmap(path, permissive=True, mode="r") as m:
+        return tuple(m.data.shape), float(m.voxel_size.x)
+
+
+def write_mrc(path, data, pixel_size_A: float, *, dtype=np.float32) -> None:
+    """Write ``data`` atomically; a 3D array with ``stack=True`` semantics is written as an image stack (.mrcs)."""
+    data = np.ascontiguousarray(np.asarray(data, dtype=dtype))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as m:
+            m.set_data(data)
+            if path.suffix == ".mrcs" and data.ndim == 3:
+                m.set_image_stack()
+            m.voxel_size = float(pixel_size_A)
+            m.update_header_stats()
+
+
+def read_stack_images(path, indices) -> np.ndarray:
+    """Read the given 0-based images from a 2D stack (or a single 2D image) by memory map."""
+    path = Path(path)
+    if not path.exists():
+        raise GenemInputError(path, "image stack not found")
+    try:
+        with mrcfile.mmap(path, permissive=True, mode="r") as m:
+            d = m.data
+            if d.ndim == 2:
+                d = d[None]
+            idx = np.asarray(indices, dtype=np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= d.shape[0]):
+                raise GenemInputError(path, f"image index {int(idx.max()) + 1} out of range (stack has {d.shape[0]} images)")
+            return np.asarray(d[idx], dtype=np.float32)
+    except GenemInputError:
+        raise
+    except Exception as e:
+        raise GenemInputError(path, f"not a readable MRC stack ({type(e).__name__})") from None
