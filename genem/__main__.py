@@ -1,0 +1,5 @@
+import sys
+
+from genem.cli.main import main
+
+sys.exit(main())
