@@ -39,7 +39,8 @@ def test_frc_and_radial_average():
     a = torch.randn(8, 64, 64, generator=g)
     assert torch.allclose(frc(a, a), torch.ones(8, 33, dtype=torch.float64))
     b = torch.randn(8, 64, 64, generator=g)
-    assert frc(a, b)[:, 3:].abs().mean() < 0.05
+    f = frc(a, b)[:, 10:]
+    assert f.abs().mean() < 0.1 and abs(f.mean()) < 0.02
     # white noise of variance 4: flat power spectrum at 4
     ps = radial_power_spectrum_2d(2 * torch.randn(16, 64, 64, generator=g)).mean(0)
     assert torch.allclose(ps[2:], torch.full_like(ps[2:], 4.0), rtol=0.15)
