@@ -42,13 +42,14 @@ def test_frc_and_radial_average():
     f = frc(a, b)[:, 10:]
     assert f.abs().mean() < 0.1 and abs(f.mean()) < 0.02
     # white noise of variance 4: flat power spectrum at 4
-    ps = radial_power_spectrum_2d(2 * torch.randn(16, 64, 64, generator=g)).mean(0)
-    assert torch.allclose(ps[2:], torch.full_like(ps[2:], 4.0), rtol=0.15)
+    ps = radial_power_spectrum_2d(2 * torch.randn(64, 64, 64, generator=g)).mean(0)
+    assert torch.allclose(ps[8:], torch.full_like(ps[8:], 4.0), rtol=0.1)
+    assert ps[8:].mean().item() == pytest.approx(4.0, rel=0.02)
     # a radial function is returned as its profile
     y, x = np.mgrid[:32, :32] - 16
     r = np.sqrt(x ** 2 + y ** 2)
     prof = radial_average_2d(torch.tensor(r), centered=True)
-    assert np.allclose(prof.numpy()[1:15], np.arange(1, 15), atol=0.1)
+    assert np.allclose(prof.numpy()[1:15], np.arange(1, 15), atol=0.25)
 
 
 def test_relion_normalisation_and_resampling():
