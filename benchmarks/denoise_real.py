@@ -133,9 +133,9 @@ def main(argv=None):
     model = Denoiser.load(a.model)
     t0 = time.time()
     methods["GenEM diffusion"] = torch.cat([denoise_batch(model, raw[i:i + 64], px, steps=a.steps, postprocess=False,
-                                                          seeds=range(i, i + 64)) for i in range(0, len(raw), 64)])
+                                                          seeds=range(i, min(i + 64, len(raw)))) for i in range(0, len(raw), 64)])
     methods["GenEM diffusion+post"] = torch.cat([denoise_batch(model, raw[i:i + 64], px, steps=a.steps,
-                                                               seeds=range(i, i + 64)) for i in range(0, len(raw), 64)])
+                                                               seeds=range(i, min(i + 64, len(raw)))) for i in range(0, len(raw), 64)])
     timing["genem_s"] = time.time() - t0
     res = {"n_particles": len(raw), "pixel_size_A": px, "convention": {"psi_sign": sp, "shift_sign": ss},
            "metric": "mean Pearson CC (mask radius 30 px) with the CTF-modulated, aligned Class2D average",

@@ -58,7 +58,9 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
     imgs = {"noisy": noisy}
     M["noisy"] = score(noisy, clean, px)
     # the trivial estimate (all zeros = the background mean): what a method that removes everything scores
-    M["zero"] = {k: v for k, v in score(torch.zeros_like(clean) + 1e-6 * noisy, clean, px).items()}
+    # (FRC is scale-invariant, so it is undefined for it and left out)
+    M["zero"] = {k: v for k, v in score(torch.zeros_like(clean) + 1e-6 * noisy, clean, px).items()
+                 if not k.startswith("frc")}
     sigma, lp = best_gaussian_lowpass(noisy, clean)
     M["gaussian_lowpass_best"] = {**score(lp, clean, px), "sigma_px": sigma}
     imgs["low-pass"] = lp
