@@ -100,7 +100,7 @@ def test_sample_tiles_respects_column_ranges_and_masks():
 
 
 def test_real_epu_micrograph(shared_data):
-    rm = prepare_real_micrograph(shared_data / "micrographs" / "epu2.9_example.mrc", 0.667 * 4)
+    rm = prepare_real_micrograph(shared_data / "micrographs" / "epu2.9_example.mrc", 0.66655135 * 4)
     assert rm.source_dtype == "uint16" and rm.source_shape == (4096, 4096)
     assert rm.image.shape == (1024, 1024)
     assert abs(rm.pixel_size_A - 4 * 0.66655135) < 1e-3
