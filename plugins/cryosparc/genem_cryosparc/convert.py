@@ -284,7 +284,13 @@ def _complete_slots(dset: Dataset) -> Dataset:
         dset.add_fields(add)
         for f in ones:
             dset[f][:] = 1
-    return dset
+    rank = {}
+    for prefix in dset.prefixes():
+        kind = "blob" if prefix.startswith("blob") else prefix
+        for k, spec in enumerate(slot_fields(kind, prefix) if kind in SLOT_FIELDS else []):
+            rank[spec[0]] = k
+    order = sorted(dset.fields(), key=lambda f: (f != "uid", f.split("/", 1)[0], rank.get(f, 999), f))
+    return Dataset({f: dset[f] for f in order}) if order != dset.fields() else dset
 
 
 # ------------------------------------------------------------------------------------------------- .cs -> STAR
