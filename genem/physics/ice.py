@@ -17,14 +17,16 @@ def gaussian_random_field_2d(rng: np.random.Generator, shape, correlation_px: fl
     white = rng.standard_normal(shape)
     if correlation_px <= 0:
         return white.astype(np.float32)
-    f = np.fft.rfft2(white)
-    ky = np.fft.fftfreq(shape[0])[:, None]
-    kx = np.fft.rfftfreq(shape[1])[None, :]
-    f *= np.exp(-2 * (np.pi * correlation_px) ** 2 * (kx ** 2 + ky ** 2))
-    g = np.fft.irfft2(f, s=shape)
+    import torch  # float32 FFTs: several times faster than numpy's float64 ones on micrograph-sized fields
+
+    f = torch.fft.rfft2(torch.from_numpy(white.astype(np.float32)))
+    ky = torch.fft.fftfreq(shape[0], dtype=torch.float64)[:, None]
+    kx = torch.fft.rfftfreq(shape[1], dtype=torch.float64)[None, :]
+    f *= torch.exp(-2 * (np.pi * correlation_px) ** 2 * (kx ** 2 + ky ** 2)).to(torch.float32)
+    g = torch.fft.irfft2(f, s=tuple(shape)).to(torch.float64)
     g -= g.mean()
-    sd = g.std()
-    return (g / sd if sd > 0 else g).astype(np.float32)
+    sd = float(g.std())
+    return (g / sd if sd > 0 else g).to(torch.float32).numpy()
 
 
 def random_ice_thickness_nm(rng, shape, mean_nm: float, sd_nm: float, correlation_px: float) -> np.ndarray:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from genem.physics.constants import interaction_constant_rad_per_V_A
-from genem.physics.ctf import CTFParams, compute_ctf_2d
-from genem.physics.detector import apply_mtf, expected_counts, sample_shot_noise
-from genem.physics.ice import gaussian_random_field_2d, transmission_from_thickness
+from genem.physics.ctf import CTFParams
+from genem.physics.ctf_batch import compute_ctf_2d_batch
+from genem.physics.detector import apply_mtf, expected_counts
 from genem.physics.projection import FourierProjector, phase_shift_rfft2
 from genem.physics.rotations import euler_to_matrix_relion
 
@@ -43,29 +43,70 @@ def _good_fft_size(n: int) -> int:
         n += 1
 
 
-def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray, frac_shift_px: np.ndarray,
-                             ctfs: list[CTFParams], pixel_size_A: float, voltage_kV: float, *, batch: int = 32):
-    """Per-particle contrast patches (n, P, P) with their own CTFs, and CTF-free projections for masks.
+def patch_sizes(box: int) -> tuple[int, int]:
+    """(M, P): an even FFT-friendly size M >= box for mask projections and the padded contrast patch P = 2 M."""
+    m = 2 * _good_fft_size((box + 1) // 2)
+    return m, 2 * m
 
-    Patches are centred at P//2 and already shifted by the sub-pixel part of each particle's position.
+
+def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray, frac_shift_px: np.ndarray,
+                             ctfs: list[CTFParams], pixel_size_A: float, voltage_kV: float, *, batch: int = 64):
+    """Per-particle contrast patches (n, P, P) with their own CTFs, and CTF-free projections (n, M, M) for masks.
+
+    Patches are centred at P//2 (and M//2) and already shifted by the sub-pixel part of each particle's position.
+    P = 2 M leaves room for the CTF's delocalisation. The CTF-free projection is the same spectrum sampled on every
+    other frequency (the M grid): the image of a particle that fits in M, without a second slice or a P-size FFT.
     """
-    box = projector.box
-    P = _good_fft_size(2 * box)
+    M, P = patch_sizes(projector.box)
     sigma = interaction_constant_rad_per_V_A(voltage_kV)
-    out_c, out_p = [], []
-    for s in range(0, len(euler_deg), batch):
-        e = euler_deg[s:s + batch]
-        R = torch.as_tensor(euler_to_matrix_relion(e[:, 0], e[:, 1], e[:, 2]), dtype=torch.float32)
-        spec = projector.project_rfft(R, P) * sigma  # phase spectrum, origin at [0, 0]
-        spec = spec * phase_shift_rfft2(frac_shift_px[s:s + batch], P, device=spec.device)
-        ctf = compute_ctf_2d(list(ctfs[s:s + batch]), (P, P), pixel_size_A, device=spec.device)
-        c = torch.fft.fftshift(torch.fft.irfft2(spec * ctf, s=(P, P)), dim=(-2, -1))
-        p = torch.fft.fftshift(torch.fft.irfft2(spec, s=(P, P)), dim=(-2, -1))
-        out_c.append(c.cpu().numpy())
-        out_p.append(p.cpu().numpy())
-    if not out_c:
-        return np.zeros((0, P, P), np.float32), np.zeros((0, P, P), np.float32)
-    return np.concatenate(out_c), np.concatenate(out_p)
+    n = len(euler_deg)
+    out_c = np.empty((n, P, P), dtype=np.float32)
+    out_p = np.empty((n, M, M), dtype=np.float32)
+    # (-1)^(kx+ky) on the M grid: a shift by M/2 that centres the mask projections at M//2; and (M/P)^2 = 1/4
+    # because project_rfft scaled the P-grid spectrum by (P/box)^2 to preserve pixel values on the P grid
+    ky = torch.arange(M)
+    kx = torch.arange(M // 2 + 1)
+    centre_m = (1 - 2 * ((ky[:, None] + kx[None, :]) % 2)).to(torch.float32) * 0.25
+    R_all = euler_to_matrix_relion(euler_deg[:, 0], euler_deg[:, 1], euler_deg[:, 2]) if n else None
+    for s in range(0, n, batch):
+        e = min(n, s + batch)
+        spec = projector.project_rfft(torch.as_tensor(R_all[s:e], dtype=torch.float32), P)  # origin at [0, 0]
+        # sub-pixel shift, plus P/2 to centre the patch at P//2 (an exact fftshift, P even)
+        spec.mul_(phase_shift_rfft2(frac_shift_px[s:e] + P // 2, P, device=spec.device)).mul_(sigma)
+        sub = spec[:, ::2, ::2] * centre_m.to(spec.device)  # P/2 = M is a whole period on the M grid
+        out_p[s:e] = torch.fft.irfft2(sub, s=(M, M)).cpu().numpy()
+        ctf = compute_ctf_2d_batch(list(ctfs[s:e]), (P, P), pixel_size_A, device=spec.device)
+        out_c[s:e] = torch.fft.irfft2(spec.mul_(ctf), s=(P, P)).cpu().numpy()
+    return out_c, out_p
+
+
+def _ice_phase_contrast(rng: np.random.Generator, ice_nm: np.ndarray, sd_rad_per_sqrt_nm: float,
+                        mic_ctf: CTFParams, pixel_size_A: float, correlation_px: float = 0.7) -> np.ndarray:
+    """Contrast of the ice's random phase, sd * sqrt(t) * (unit Gaussian random field), through the micrograph CTF.
+
+    The same model as ``gaussian_random_field_2d`` + CTF, in float32 torch FFTs.
+    """
+    h, w = ice_nm.shape
+    white = torch.from_numpy(rng.standard_normal((h, w), dtype=np.float32))
+    f = torch.fft.rfft2(white)
+    ky = torch.fft.fftfreq(h, dtype=torch.float32)[:, None]
+    kx = torch.fft.rfftfreq(w, dtype=torch.float32)[None, :]
+    f.mul_(torch.exp(-2 * (np.pi * correlation_px) ** 2 * (kx * kx + ky * ky)))
+    g = torch.fft.irfft2(f, s=(h, w))
+    g.sub_(g.mean())
+    sd = float(g.std())
+    if sd > 0:
+        g.div_(sd)
+    g.mul_(torch.from_numpy(np.sqrt(ice_nm, dtype=np.float32)).mul_(sd_rad_per_sqrt_nm))
+    ctf = compute_ctf_2d_batch([mic_ctf], (h, w), pixel_size_A)[0]
+    return torch.fft.irfft2(torch.fft.rfft2(g).mul_(ctf), s=(h, w)).numpy()
+
+
+def _shot_noise(rng: np.random.Generator, expected: np.ndarray) -> np.ndarray:
+    """Poisson counts for the expected electrons per pixel (``sample_shot_noise``'s model; torch's sampler, seeded
+    from ``rng``, is faster on large micrographs)."""
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 63 - 1)))
+    return torch.poisson(torch.from_numpy(expected).clamp_min(0), generator=gen).numpy()
 
 
 def paste(canvas: np.ndarray, patch: np.ndarray, ix: int, iy: int, *, op: str = "add", value=None) -> None:
@@ -101,36 +142,40 @@ def image_micrograph(rng: np.random.Generator, *, shape, pixel_size_A: float, pr
             continue
         c, p = render_particle_contrast(proj, specimen.euler_deg[sel], frac[sel], [particle_ctfs[k] for k in sel],
                                         pixel_size_A, mic_ctf.voltage_kV)
+        pm = p > mask_threshold * p.max(axis=(1, 2), keepdims=True)
         for j, k in enumerate(sel):
             paste(contrast, c[j], ix[k], iy[k])
-            pm = p[j] > mask_threshold * p[j].max()
-            paste(mask, pm, ix[k], iy[k], op="label", value=k + 1)
-    particle_contrast = contrast.copy()
+            paste(mask, pm[j], ix[k], iy[k], op="label", value=k + 1)
+    T = torch.from_numpy(np.asarray(ice_nm, dtype=np.float32)).mul(-1.0 / ice_mfp_nm).exp_().numpy()  # exp(-t/mfp)
+    # the particles' signal (before the ice's own contrast is added): -2 T contrast, measured inside the masks
+    inside = mask > 0
+    if inside.any():
+        sig_var = float((-2.0 * T[inside] * contrast[inside]).var())
+    else:
+        sig_var = float((-2.0 * T * contrast).var())
     # ice: random phase whose variance grows with thickness, imaged with the micrograph's CTF
     if ice_phase_sd_rad_per_sqrt_nm > 0 and float(ice_nm.max()) > 0:
-        phase = ice_phase_sd_rad_per_sqrt_nm * np.sqrt(ice_nm) * gaussian_random_field_2d(rng, (h, w), 0.7)
-        ctf = compute_ctf_2d(mic_ctf, (h, w), pixel_size_A).numpy()
-        f = np.fft.rfft2(phase) * ctf
-        contrast += np.fft.irfft2(f, s=(h, w)).astype(np.float32)
-    T = transmission_from_thickness(ice_nm, ice_mfp_nm).astype(np.float32)
-    intensity = T * (1.0 - 2.0 * contrast)
-    signal = -2.0 * T * particle_contrast
-    inside = mask > 0
-    sig_var = float(signal[inside].var()) if inside.any() else float(signal.var())
+        contrast += _ice_phase_contrast(rng, ice_nm, ice_phase_sd_rad_per_sqrt_nm, mic_ctf, pixel_size_A)
+    intensity = contrast
+    intensity *= -2.0
+    intensity += 1.0
+    intensity *= T  # T (1 - 2 contrast), in place
     if mtf is not None:
         intensity = apply_mtf(intensity, *mtf)
     if noise_mode == "poisson":
         clean = expected_counts(intensity, dose_e_per_A2, pixel_size_A)
-        noisy = sample_shot_noise(rng, clean)
+        noisy = _shot_noise(rng, clean)
         noise_sd = float(np.sqrt(clean.mean()))
         sig_var *= (dose_e_per_A2 * pixel_size_A ** 2) ** 2
     elif noise_mode == "snr":
-        clean = intensity.astype(np.float32)
+        clean = intensity.astype(np.float32, copy=False)
         noise_sd = float(np.sqrt(sig_var / snr)) if sig_var > 0 else 1.0
-        noisy = (clean + rng.normal(0.0, noise_sd, size=clean.shape)).astype(np.float32)
+        noisy = rng.standard_normal(clean.shape, dtype=np.float32)
+        noisy *= noise_sd
+        noisy += clean
     else:
-        clean = intensity.astype(np.float32)
+        clean = intensity.astype(np.float32, copy=False)
         noisy = clean.copy()
         noise_sd = 0.0
-    return MicrographImage(noisy.astype(np.float32), clean.astype(np.float32), mask, ice_nm.astype(np.float32),
-                           sig_var, noise_sd)
+    return MicrographImage(noisy.astype(np.float32, copy=False), clean.astype(np.float32, copy=False), mask,
+                           ice_nm.astype(np.float32, copy=False), sig_var, noise_sd)
