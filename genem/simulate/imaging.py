@@ -102,11 +102,31 @@ def _ice_phase_contrast(rng: np.random.Generator, ice_nm: np.ndarray, sd_rad_per
     return torch.fft.irfft2(torch.fft.rfft2(g).mul_(ctf), s=(h, w)).numpy()
 
 
+_NOISE_CHUNKS = 4  # fixed, so that the counts do not depend on the number of threads
+
+
 def _shot_noise(rng: np.random.Generator, expected: np.ndarray) -> np.ndarray:
-    """Poisson counts for the expected electrons per pixel (``sample_shot_noise``'s model; torch's sampler, seeded
-    from ``rng``, is faster on large micrographs)."""
-    gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 63 - 1)))
-    return torch.poisson(torch.from_numpy(expected).clamp_min(0), generator=gen).numpy()
+    """Poisson counts for the expected electrons per pixel (``sample_shot_noise``'s model), drawn by torch's sampler
+    in a fixed number of row blocks, each with its own generator seeded from ``rng``, on parallel threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = rng.integers(0, 2 ** 63 - 1, size=_NOISE_CHUNKS)
+    lam = torch.from_numpy(np.ascontiguousarray(expected, dtype=np.float32)).clamp_min(0)
+    out = torch.empty_like(lam)
+    bounds = np.linspace(0, lam.shape[0], _NOISE_CHUNKS + 1).astype(int)
+
+    def block(i):
+        gen = torch.Generator().manual_seed(int(seeds[i]))
+        out[bounds[i]:bounds[i + 1]] = torch.poisson(lam[bounds[i]:bounds[i + 1]], generator=gen)
+
+    workers = max(1, min(torch.get_num_threads(), _NOISE_CHUNKS))
+    if workers == 1:
+        for i in range(_NOISE_CHUNKS):
+            block(i)
+    else:
+        with ThreadPoolExecutor(workers) as ex:
+            list(ex.map(block, range(_NOISE_CHUNKS)))
+    return out.numpy()
 
 
 def paste(canvas: np.ndarray, patch: np.ndarray, ix: int, iy: int, *, op: str = "add", value=None) -> None:
