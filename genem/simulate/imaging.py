@@ -112,21 +112,20 @@ def _shot_noise(rng: np.random.Generator, expected: np.ndarray) -> np.ndarray:
 
     seeds = rng.integers(0, 2 ** 63 - 1, size=_NOISE_CHUNKS)
     lam = torch.from_numpy(np.ascontiguousarray(expected, dtype=np.float32)).clamp_min(0)
-    out = torch.empty_like(lam)
     bounds = np.linspace(0, lam.shape[0], _NOISE_CHUNKS + 1).astype(int)
 
     def block(i):
-        gen = torch.Generator().manual_seed(int(seeds[i]))
-        out[bounds[i]:bounds[i + 1]] = torch.poisson(lam[bounds[i]:bounds[i + 1]], generator=gen)
+        with torch.inference_mode():  # grad mode is per thread
+            gen = torch.Generator().manual_seed(int(seeds[i]))
+            return torch.poisson(lam[bounds[i]:bounds[i + 1]], generator=gen).numpy()
 
     workers = max(1, min(torch.get_num_threads(), _NOISE_CHUNKS))
     if workers == 1:
-        for i in range(_NOISE_CHUNKS):
-            block(i)
+        parts = [block(i) for i in range(_NOISE_CHUNKS)]
     else:
         with ThreadPoolExecutor(workers) as ex:
-            list(ex.map(block, range(_NOISE_CHUNKS)))
-    return out.numpy()
+            parts = list(ex.map(block, range(_NOISE_CHUNKS)))
+    return np.concatenate(parts)
 
 
 def paste(canvas: np.ndarray, patch: np.ndarray, ix: int, iy: int, *, op: str = "add", value=None) -> None:
