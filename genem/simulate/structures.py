@@ -1,0 +1,98 @@
+"""Turn structure files into potentials on the simulation grid (I/O at the edge, physics in genem.physics)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genem.io.errors import GenemInputError
+from genem.io.mrc import read_mrc
+from genem.physics.potential import displace_solvent, potential_from_atoms, read_atomic_model
+
+MODEL_SUFFIXES = {".pdb", ".ent", ".cif", ".mmcif", ".pdbx"}
+MAP_SUFFIXES = {".mrc", ".map", ".mrcs", ".rec"}
+#: maps in arbitrary units are scaled so the mean inside their envelope is this potential (V): protein against ice
+#: (Peng potentials of protein average ~6.4 V inside the molecular envelope, ice ~4.5 V)
+MAP_ENVELOPE_POTENTIAL_V = 2.0
+
+
+@dataclass
+class Potential:
+    volume_V: np.ndarray  # (box, box, box), z y x, centre at box//2
+    pixel_size_A: float
+    radius_A: float  # radius of the particle (95% of the potential)
+    source: str
+
+
+def _fourier_resample(vol: np.ndarray, new_box: int) -> np.ndarray:
+    """Crop or pad the centred spectrum of a cubic volume to ``new_box`` (keeps the mean value)."""
+    n = vol.shape[0]
+    if new_box == n:
+        return vol
+    f = np.fft.fftshift(np.fft.fftn(vol))
+    out = np.zeros((new_box,) * 3, dtype=complex)
+    m = min(n, new_box)
+    so, do = n // 2 - m // 2, new_box // 2 - m // 2
+    out[do:do + m, do:do + m, do:do + m] = f[so:so + m, so:so + m, so:so + m]
+    res = np.real(np.fft.ifftn(np.fft.ifftshift(out))) * (new_box / n) ** 3
+    return res.astype(np.float32)
+
+
+def _even_box(diameter_A: float, pixel_size_A: float) -> int:
+    b = int(np.ceil(diameter_A / pixel_size_A))
+    return max(16, b + (b % 2))
+
+
+def _radius_of(vol: np.ndarray, pixel_size_A: float) -> float:
+    n = vol.shape[0]
+    c = np.arange(n) - n // 2
+    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    w = np.clip(vol, 0, None).ravel()
+    if w.sum() <= 0:
+        return n * pixel_size_A / 4
+    order = np.argsort(r.ravel())
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(r.ravel()[order][np.searchsorted(cum, 0.95)] * pixel_size_A)
+
+
+def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None = None,
+                   use_atom_bfactors: bool = False, solvent_potential_V: float = 0.0) -> Potential:
+    """A structure file as a potential (V) at ``pixel_size_A`` in a cubic box that holds it."""
+    path = Path(path)
+    if not path.exists():
+        raise GenemInputError(path, "structure file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        suffix = Path(path.stem).suffix.lower()
+    if suffix in MODEL_SUFFIXES:
+        try:
+            pos, els, bs, occ = read_atomic_model(path)
+        except Exception as e:
+            raise GenemInputError(path, f"not a readable atomic model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        extent = 2 * np.linalg.norm(pos - pos.mean(0), axis=1).max()
+        box = _even_box(extent + 20.0, pixel_size_A)
+        try:
+            vol = potential_from_atoms(pos, els, box, pixel_size_A, bfactors_A2=bs if use_atom_bfactors else None,
+                                       occupancies=occ)
+        except ValueError as e:
+            raise GenemInputError(path, str(e)) from None
+        vol = displace_solvent(vol, len(pos), pixel_size_A, solvent_potential_V)
+    elif suffix in MAP_SUFFIXES:
+        data, px = read_mrc(path, pixel_size_A=map_pixel_size_A)
+        if data.ndim != 3 or len(set(data.shape)) != 1:
+            raise GenemInputError(path, f"map must be a cubic 3D volume, got shape {data.shape}")
+        if px is None or px <= 0:
+            raise GenemInputError(path, "map header has no pixel size; give it (map_pixel_size_A / --map-pixel-size-A)")
+        n = data.shape[0]
+        new_box = int(round(n * px / pixel_size_A))
+        new_box += new_box % 2
+        vol = _fourier_resample(data - np.median(data), new_box)
+        env = vol > vol.mean() + 3 * vol.std()
+        if not env.any():
+            raise GenemInputError(path, "map has no density above its background")
+        vol = vol * (MAP_ENVELOPE_POTENTIAL_V / float(vol[env].mean()))
+    else:
+        raise GenemInputError(path, f"unknown structure format {path.suffix!r} (use .mrc/.map or .pdb/.cif)")
+    vol = np.ascontiguousarray(vol, dtype=np.float32)
+    return Potential(vol, pixel_size_A, _radius_of(vol, pixel_size_A), str(path))
