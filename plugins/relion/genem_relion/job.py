@@ -26,6 +26,7 @@ The programs (``simulate``, ``translate``, ``denoise``) only declare a :class:`P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -103,8 +104,9 @@ _FALSE = {"no", "n", "false", "0", "off"}
 class Param:
     """A user parameter: in the External job tab, ``label`` goes in a "Param label" field and the value beside it.
 
-    ``kind`` is one of ``int``, ``float``, ``str``, ``bool`` (yes/no), ``choice`` (one of ``choices``) or ``file``
-    (a path relative to the project directory that must exist). An empty value means the default."""
+    ``kind`` is one of ``int``, ``float``, ``range`` (a number or ``low,high``), ``str``, ``bool`` (yes/no),
+    ``choice`` (one of ``choices``) or ``file`` (a path relative to the project directory that must exist).
+    An empty value means the default (``None`` = the engine's own default)."""
 
     label: str
     kind: str
@@ -116,9 +118,9 @@ class Param:
     def __post_init__(self):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.label):
             raise ValueError(f"parameter label {self.label!r} must be lower_snake_case")
-        if self.kind not in ("int", "float", "str", "bool", "choice", "file"):
+        if self.kind not in ("int", "float", "range", "str", "bool", "choice", "file"):
             raise ValueError(f"unknown parameter kind {self.kind!r}")
-        if self.kind == "choice" and self.default not in self.choices:
+        if self.kind == "choice" and self.default is not None and self.default not in self.choices:
             raise ValueError(f"default {self.default!r} of {self.label} not among {self.choices}")
 
     def parse(self, raw: str | None):
@@ -138,6 +140,19 @@ class Param:
                 raise GenemInputError(where, f"expected a number, got {raw!r}") from None
             if value != value or value in (float("inf"), float("-inf")):
                 raise GenemInputError(where, f"expected a finite number, got {raw!r}")
+        elif self.kind == "range":
+            parts = [x for x in raw.split(",")]
+            try:
+                vals = [float(x) for x in parts]
+            except ValueError:
+                raise GenemInputError(where, f"expected a number or low,high; got {raw!r}") from None
+            if len(vals) not in (1, 2) or not all(v == v and abs(v) != float("inf") for v in vals):
+                raise GenemInputError(where, f"expected a number or low,high; got {raw!r}")
+            if len(vals) == 2 and vals[1] < vals[0]:
+                raise GenemInputError(where, f"low,high is reversed: {raw!r}")
+            if self.minimum is not None and vals[0] < self.minimum:
+                raise GenemInputError(where, f"must be at least {self.minimum:g}, got {raw!r}")
+            return vals[0] if len(vals) == 1 else (vals[0], vals[1])
         elif self.kind == "bool":
             low = raw.lower()
             if low not in _TRUE | _FALSE:
@@ -401,8 +416,37 @@ class RelionJob:
         print(f"{self.spec.name}: warning: {message}", file=sys.stdout, flush=True)
 
     def progress(self, done: int, total: int, unit: str = "items") -> None:
-        """A progress line in run.out (at most one every ``progress_interval_s`` per unit, plus the last)."""
+        """A progress line in run.out (at most one every ``progress_interval_s`` per unit, plus the last); also
+        the place where a long loop notices an abort request."""
         self.check_abort()
+        self._progress_line(done, total, unit)
+
+    @contextlib.contextmanager
+    def watch_progress(self, count: Callable[[], int], total: int, unit: str, poll_s: float = 1.0):
+        """Progress lines for an engine call that reports nothing itself: a thread polls ``count()`` (e.g. files
+        written so far) while the block runs."""
+        stop = threading.Event()
+
+        def loop():
+            last = None
+            while not stop.wait(poll_s):
+                try:
+                    n = int(count())
+                except Exception:  # a folder that does not exist yet
+                    continue
+                if n != last:
+                    self._progress_line(n, total, unit)
+                    last = n
+
+        t = threading.Thread(target=loop, name="relion-progress", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join(timeout=5)
+
+    def _progress_line(self, done: int, total: int, unit: str) -> None:
         now = time.monotonic()
         t0 = self._stage_t0.setdefault(unit, now)
         if done < total and now - self._last_progress.get(unit, -1e9) < self.progress_interval_s:
