@@ -231,12 +231,22 @@ def test_failure_marks_job_failed_with_traceback(server, remote_particles, tmp_p
     assert server.saved == {} and server.uploads == {}
 
 
-def test_failing_engine_command_reaches_the_job(server, tmp_path):
-    """The real engine, given a bad option, fails: its error text ends up in the failed job."""
-    with pytest.raises(RuntimeError, match="engine command failed"):
-        external.simulate_job(server.cs, "P1", "W1", SIM_ARGS + ["--box", "33"], work_dir=tmp_path / "w")
+def test_cli_failing_engine_command_reaches_the_job(server, tmp_path, monkeypatch, capsys):
+    """Through the command line (credentials from the environment): the real engine, given a bad option, fails;
+    the job is marked failed with the engine's error, and the command exits 1 with one line."""
+    from genem_cryosparc.cli import main
+
+    monkeypatch.setenv("CRYOSPARC_BASE_URL", "http://localhost:39000")
+    monkeypatch.setenv("CRYOSPARC_EMAIL", "test@example.com")
+    monkeypatch.setenv("CRYOSPARC_PASSWORD", "password")
+    rc = main(["simulate", "--project", "P1", "--workspace", "W1", "--work-dir", str(tmp_path / "w"), "--",
+               *SIM_ARGS, "--box", "33"])
+    assert rc == 1
+    err_line = capsys.readouterr().err.strip()
+    assert err_line.startswith("genem-cryosparc: error: engine command failed") and "\n" not in err_line
+    assert "password" not in err_line
     err = server.api.jobs.mark_failed.call_args.kwargs["error"]
-    assert "genem: error" in err and server.saved == {}
+    assert "Traceback" in err and "genem: error" in err and server.saved == {}
 
 
 def test_bad_input_spec_and_missing_credentials(monkeypatch):

@@ -106,6 +106,14 @@ def main(argv=None) -> int:
     except GenemInputError as e:
         print(f"genem-cryosparc: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from .external import EngineError
+
+        if not isinstance(e, EngineError):
+            raise
+        lines = str(e).splitlines()
+        print(f"genem-cryosparc: error: {lines[0]}: {lines[-1] if len(lines) > 1 else ''}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("genem-cryosparc: interrupted", file=sys.stderr)
         return 130

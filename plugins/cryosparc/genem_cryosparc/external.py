@@ -34,6 +34,10 @@ OUTPUT_SUBDIR = "genem"  # engine outputs go to <project>/<job uid>/genem/...
 Runner = Callable[[Sequence[str], Callable[[str], None]], None]
 
 
+class EngineError(RuntimeError):
+    """The engine command failed; the message ends with the last lines it printed."""
+
+
 # ------------------------------------------------------------------------------------------------ small parts
 def parse_job_output(text: str) -> tuple[str, str]:
     """``"J12.particles"`` -> ``("J12", "particles")``."""
@@ -50,8 +54,11 @@ def connect_cryosparc():
     if not (os.environ.get("CRYOSPARC_BASE_URL") or os.environ.get("CRYOSPARC_MASTER_HOSTNAME")):
         raise GenemInputError("CRYOSPARC_BASE_URL", "not set: export the cryoSPARC URL (and CRYOSPARC_EMAIL / "
                                                     "CRYOSPARC_PASSWORD, or run `python -m cryosparc.tools login`)")
+    env = os.environ.get  # read now: CryoSPARC()'s own defaults were read when cryosparc.tools was imported
+    where = dict(base_url=env("CRYOSPARC_BASE_URL"), host=None, base_port=None) if env("CRYOSPARC_BASE_URL") else \
+        dict(base_url=None, host=env("CRYOSPARC_MASTER_HOSTNAME"), base_port=env("CRYOSPARC_BASE_PORT"))
     try:
-        return CryoSPARC(os.environ.get("CRYOSPARC_BASE_URL") or None)
+        return CryoSPARC(**where, email=env("CRYOSPARC_EMAIL"), password=env("CRYOSPARC_PASSWORD"))
     except Exception as e:  # no credentials, wrong password, server down, version mismatch
         raise GenemInputError(os.environ.get("CRYOSPARC_BASE_URL", "cryoSPARC"),
                               f"cannot connect ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
@@ -94,7 +101,7 @@ def run_engine(cmd: Sequence[str], log: Callable[[str], None], *, min_interval_s
     if tail:
         log(tail[-1])
     if rc != 0:
-        raise RuntimeError(f"engine command failed (exit {rc}): {' '.join(map(str, cmd))}\n" + "\n".join(tail[-10:]))
+        raise EngineError(f"engine command failed (exit {rc}): {' '.join(map(str, cmd))}\n" + "\n".join(tail[-10:]))
 
 
 class JobLog:
