@@ -1,0 +1,217 @@
+"""GenEM protocols in a headless Scipion project, the engine running in its own environment (GENEM_PYTHON).
+
+Checks the outputs' sizes, sampling rates, ids and alignments, that the simulated particles' alignments taken back
+out of the Scipion set reconstruct (relion_reconstruct) to the ground-truth volume, and that bad input ends in
+Scipion's failed state with the engine's one-line error."""
+import configparser
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+N_MICS, MIC_PX, BOX, PER_MIC, PIXEL_A = 2, 384, 48, 40, 3.0
+
+
+def _launch(project, prot):
+    project.launchProtocol(prot, wait=True)
+    return project.getProtocol(prot.getObjId())  # reload: the run happened in another process
+
+
+@pytest.fixture(scope="module")
+def plugin(engine_python):
+    from genem_scipion import Plugin
+    if not Plugin.engineHasCommand("simulate"):
+        pytest.skip("the GenEM engine at GENEM_PYTHON=%s has no 'simulate' command" % engine_python)
+    return Plugin
+
+
+@pytest.fixture(scope="module")
+def simulation(project, plugin):
+    from genem_scipion.protocols import ProtGenemSimulate
+    prot = project.newProtocol(ProtGenemSimulate, objLabel="simulate", nMicrographs=N_MICS, micrographSize=MIC_PX,
+                               boxSize=BOX, particlesPerMic=PER_MIC, pixelSize=PIXEL_A, noiseMode=2, seed=1)
+    prot = _launch(project, prot)
+    assert prot.isFinished(), "simulate failed: %s" % prot.getErrorMessage()
+    return prot
+
+
+def test_plugin_is_registered_with_protocols_menu_and_citations():
+    import pwem
+    import genem_scipion
+    from genem_scipion import protocols
+    assert "genem_scipion" in pwem.Domain.getPlugins()
+    for name in ("ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise"):
+        assert pwem.Domain.findClass(name) is getattr(protocols, name)
+    conf = configparser.ConfigParser()
+    conf.optionxform = str
+    conf.read(os.path.join(os.path.dirname(genem_scipion.__file__), "protocols.conf"))
+    menu = json.loads(conf.get("PROTOCOLS", "Protocols SPA"))
+
+    def names(nodes):
+        for n in nodes:
+            if n.get("tag") == "protocol":
+                yield n["value"]
+            yield from names(n.get("children", []))
+    assert set(names(menu)) == {"ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise"}
+    bib = pwem.Domain.getPlugin("genem_scipion")._bibtex
+    assert "2312.02235" in bib["Zhang2023CryoGEM"]["journal"]
+    assert "2401.01097" in bib["Zhang2024Restoration"]["journal"]
+    assert set(protocols.ProtGenemDenoise._references) == {"Zhang2023CryoGEM", "Zhang2024Restoration"}
+
+
+def test_define_binaries_installs_engine_in_its_own_venv():
+    from genem_scipion import Plugin
+
+    class RecordingEnv:
+        def __init__(self):
+            self.packages = []
+
+        def addPackage(self, name, **kwargs):
+            self.packages.append((name, kwargs))
+
+    env = RecordingEnv()
+    Plugin.defineBinaries(env)
+    (name, kw), = env.packages
+    assert name == "genem" and kw["default"]
+    (cmd, target), = kw["commands"]
+    assert cmd.startswith("python3 -m venv venv") and "pip install" in cmd and "import genem" in cmd
+    assert target == "genem_installed" and cmd.endswith("touch genem_installed")
+
+
+def test_simulate_outputs(simulation):
+    from pwem.constants import ALIGN_PROJ
+    from genem_scipion import convert
+    prot = simulation
+    mics, ctfs, coords = prot.outputMicrographs, prot.outputCTF, prot.outputCoordinates
+    parts, vol = prot.outputParticles, prot.outputVolume
+    n = N_MICS * PER_MIC
+    assert mics.getSize() == N_MICS and mics.getSamplingRate() == pytest.approx(PIXEL_A)
+    assert mics.getDim()[:2] == (MIC_PX, MIC_PX)
+    assert mics.getAcquisition().getVoltage() == pytest.approx(300.0)
+    assert ctfs.getSize() == N_MICS
+    assert coords.getSize() == n and coords.getBoxSize() == BOX
+    assert parts.getSize() == n and parts.getSamplingRate() == pytest.approx(PIXEL_A)
+    assert parts.getXDim() == BOX and parts.getAlignment() == ALIGN_PROJ and parts.hasCTF()
+    assert [p.getObjId() for p in parts.iterItems(orderBy="id")] == list(range(1, n + 1))
+    assert vol.getSamplingRate() == pytest.approx(PIXEL_A) and os.path.exists(vol.getFileName())
+
+    # every value against the engine's own STAR files
+    dataset = prot._getExtraPath("dataset")
+    mic_rows = convert.read_relion_star(os.path.join(dataset, "micrographs.star"), "micrographs")
+    for row, ctf in zip(mic_rows, ctfs.iterItems(orderBy="id")):
+        assert (ctf.getDefocusU(), ctf.getDefocusV(), ctf.getDefocusAngle()) == pytest.approx(
+            (row["rlnDefocusU"], row["rlnDefocusV"], row["rlnDefocusAngle"]))
+        assert ctf.getMicrograph().getMicName() == os.path.basename(row["rlnMicrographName"])
+    rows = convert.read_relion_star(os.path.join(dataset, "particles.star"), "particles")
+    mic_ids = {os.path.basename(r["rlnMicrographName"]): i for i, r in enumerate(mic_rows, 1)}
+    for row, part, coord in zip(rows, parts.iterItems(orderBy="id"), coords.iterItems(orderBy="id")):
+        index, fn = part.getLocation()
+        assert (index, os.path.abspath(fn)) == (convert.split_image_name(row["rlnImageName"])[0],
+                                                os.path.abspath(os.path.join(dataset, convert.split_image_name(
+                                                    row["rlnImageName"])[1])))
+        M = part.getTransform().getMatrix()
+        P = np.linalg.inv(M)  # Scipion Transform = inverse of [A | -origin_px]
+        np.testing.assert_allclose(P[:3, :3], convert.euler_to_matrix_relion(
+            row["rlnAngleRot"], row["rlnAngleTilt"], row["rlnAnglePsi"]), atol=1e-5)
+        np.testing.assert_allclose(-P[:2, 3], [row["rlnOriginXAngst"] / PIXEL_A, row["rlnOriginYAngst"] / PIXEL_A],
+                                   atol=1e-5)
+        assert part.getCTF().getDefocusU() == pytest.approx(row["rlnDefocusU"])
+        assert part.getMicId() == mic_ids[os.path.basename(row["rlnMicrographName"])] == coord.getMicId()
+        assert coord.getPosition() == (int(round(row["rlnCoordinateX"])), int(round(row["rlnCoordinateY"])))
+
+
+def _reconstruct_cc(star, ground_truth, out_mrc):
+    import mrcfile
+    subprocess.run(["relion_reconstruct", "--i", star, "--o", out_mrc, "--ctf"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    rec = mrcfile.read(out_mrc).astype(np.float64)
+    gt = mrcfile.read(ground_truth).astype(np.float64)
+    n, o = gt.shape[0], (rec.shape[0] - gt.shape[0]) // 2  # both centred at N//2
+    rec = rec[o:o + n, o:o + n, o:o + n]
+    a, b = rec.ravel() - rec.mean(), gt.ravel() - gt.mean()
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+@pytest.mark.skipif(shutil.which("relion_reconstruct") is None, reason="RELION (relion_reconstruct) not installed")
+def test_scipion_alignments_reconstruct_ground_truth(simulation, tmp_path):
+    """The poses taken back out of the Scipion set (Transform -> RELION) reconstruct to the ground truth; the
+    same particles with the rotation transposed (a convention error) do not."""
+    from genem_scipion import convert
+    star = str(tmp_path / "from_scipion.star")
+    convert.particles_to_star(simulation.outputParticles, star)
+    cc = _reconstruct_cc(star, simulation.outputVolume.getFileName(), str(tmp_path / "rec.mrc"))
+
+    rows = convert.read_relion_star(star, "particles")
+    blocks = {"optics": convert.read_star_block(star, "optics"), "particles": []}
+    for r in rows:
+        A = convert.euler_to_matrix_relion(r["rlnAngleRot"], r["rlnAngleTilt"], r["rlnAnglePsi"])
+        rot, tilt, psi = convert.matrix_to_euler_relion(A.T)
+        w = {k: v for k, v in r.items() if k in rows[0] and not k.startswith("rlnOptics") or k == "rlnOpticsGroup"}
+        w.update(rlnAngleRot=rot, rlnAngleTilt=tilt, rlnAnglePsi=psi)
+        blocks["particles"].append({k: w[k] for k in w if k not in blocks["optics"][0] or k == "rlnOpticsGroup"})
+    wrong = str(tmp_path / "transposed.star")
+    convert.write_star(wrong, blocks)
+    cc_wrong = _reconstruct_cc(wrong, simulation.outputVolume.getFileName(), str(tmp_path / "rec_wrong.mrc"))
+    print("reconstruction CC from Scipion alignments: %.3f (transposed rotations: %.3f)" % (cc, cc_wrong))
+    assert cc > 0.6 and cc_wrong < 0.4 and cc - cc_wrong > 0.3
+
+
+def test_montage_viewer(project, simulation):
+    from PIL import Image
+    from genem_scipion.viewers import GenemMontageViewer
+    views = GenemMontageViewer(project=project, protocol=simulation)._visualize(simulation)
+    png = views[0].getImagePath()
+    with Image.open(png) as im:
+        assert im.size[0] > 400 and im.size[1] > 400
+        arr = np.asarray(im.convert("L"), dtype=float)
+    assert arr.std() > 10  # not a blank canvas
+
+
+def test_failing_protocol_ends_failed_with_readable_error(project, plugin, tmp_path):
+    from genem_scipion.protocols import ProtGenemSimulate
+    bad = tmp_path / "not_a_model.pdb"
+    bad.write_text("this is not a PDB file\n")
+    prot = project.newProtocol(ProtGenemSimulate, objLabel="bad input", nMicrographs=1, micrographSize=128,
+                               boxSize=32, particlesPerMic=2, structureFile=str(bad))
+    assert prot.validate() == []  # the file exists with a model extension: only the engine can tell
+    prot = _launch(project, prot)
+    assert prot.isFailed()
+    msg = prot.getErrorMessage()
+    assert "not_a_model.pdb" in msg and "no atoms" in msg, msg
+    assert not hasattr(prot, "outputParticles")
+
+
+def test_validate_rejects_odd_box_and_missing_file(project):
+    from genem_scipion.protocols import ProtGenemSimulate
+    prot = project.newProtocol(ProtGenemSimulate, boxSize=33, structureFile="/nonexistent/model.pdb")
+    errors = " ".join(prot.validate())
+    assert "must be even" in errors and "not found: /nonexistent/model.pdb" in errors
+
+
+def test_denoise_keeps_ids_alignment_ctf_and_sampling(project, plugin, simulation):
+    from genem_scipion.protocols import ProtGenemDenoise
+    if not plugin.engineHasCommand("denoise", "apply"):
+        pytest.skip("the GenEM engine has no 'denoise apply' command yet")
+    prot = project.newProtocol(ProtGenemDenoise, objLabel="denoise", useGpu=False)
+    prot.inputParticles.set(simulation)
+    prot.inputParticles.setExtended("outputParticles")
+    prot = _launch(project, prot)
+    assert prot.isFinished(), prot.getErrorMessage()
+    inp, out = simulation.outputParticles, prot.outputParticles
+    assert out.getSize() == inp.getSize() and out.getSamplingRate() == inp.getSamplingRate()
+    assert out.getAlignment() == inp.getAlignment() and out.hasCTF()
+    for a, b in zip(inp.iterItems(orderBy="id"), out.iterItems(orderBy="id")):
+        assert a.getObjId() == b.getObjId()
+        np.testing.assert_allclose(a.getTransform().getMatrix(), b.getTransform().getMatrix())
+        assert a.getCTF().getDefocusU() == b.getCTF().getDefocusU()
+        assert os.path.exists(b.getFileName()) and b.getFileName() != a.getFileName()
+
+
+def test_translate_outputs(project, plugin, simulation):
+    from genem_scipion.protocols import ProtGenemTranslate
+    if not plugin.engineHasCommand("translate", "train"):
+        pytest.skip("the GenEM engine has no 'translate train' command yet")
+    pytest.skip("translate protocol test pending the engine's translate CLI")
