@@ -214,6 +214,25 @@ def test_denoise_job_flow_with_passthrough(server, remote_particles, tmp_path):
     assert np.allclose(read_stack_images(up, [0])[0], -first_in)  # the row that went in is the row that came out
 
 
+def test_translate_job_flow(server, sim_dataset, tmp_path):
+    """`genem translate apply` writes a dataset folder of the same layout; the job saves it like simulate does."""
+    calls = []
+
+    def stub_translate(cmd, log):  # stands in for the trained translator: copies the dataset unchanged
+        a = list(cmd)
+        calls.append(a[1:])
+        shutil.copytree(a[a.index("--simulated") + 1], a[a.index("--out") + 1])
+
+    external.translate_job(server.cs, "P1", "W1", model="modeldir", dataset=sim_dataset, work_dir=tmp_path / "w",
+                           runner=stub_translate, check_engine=False)
+    assert calls[0][:6] == ["-m", "genem", "translate", "apply", "--model", "modeldir"]
+    assert set(server.outputs) == {"particles", "micrographs"}
+    p, m = server.saved["particles"], server.saved["micrographs"]
+    _check_dataset(p, ["blob", "ctf", "alignments3D", "location"])
+    assert len(p) == len(read_particles_star(sim_dataset / "particles.star")[1]) and len(m) == 4
+    server.api.jobs.mark_completed.assert_called_once_with("P1", "J43")
+
+
 def test_failure_marks_job_failed_with_traceback(server, remote_particles, tmp_path):
     def broken(cmd, log):
         log("denoise: 10%")

@@ -75,7 +75,7 @@ def test_cs_route_reconstructs_as_well_as_direct_star(sim_dataset, shifted, tmp_
     via_cs = _reconstruct(star, tmp_path / "via_cs.mrc")
     cc_cs = _cc_with_truth(via_cs, truth)
     print(f"CC with ground truth: direct STAR {cc_direct:.4f}, via .cs {cc_cs:.4f}")
-    assert cc_direct > 0.8
+    assert cc_direct > 0.7  # 200 noise-free particles at 4 A/px, CTF-weighted: the reference level
     assert abs(cc_cs - cc_direct) < 0.005
     assert np.corrcoef(direct.ravel(), via_cs.ravel())[0, 1] > 0.999
 

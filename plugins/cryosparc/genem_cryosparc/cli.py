@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate a simulated dataset's noise; outputs particles + micrographs")
     _add_online_common(p)
-    p.add_argument("--model", required=True, help="GenEM translation model")
+    p.add_argument("--model", required=True, help="model folder written by `genem translate train`")
     p.add_argument("--dataset", required=True, help="local GenEM simulated dataset folder to translate")
     p.add_argument("--engine-args", nargs=argparse.REMAINDER, default=[],
                    help="further options for `genem translate apply` (last on the line)")

@@ -217,9 +217,9 @@ def simulate_job(cs, project_uid: str, workspace_uid: str, simulate_args: Sequen
 
 
 def translate_job(cs, project_uid: str, workspace_uid: str, *, model, dataset, engine_args: Sequence[str] = (),
-                  work_dir=None, title: str | None = None, runner: Runner = run_engine) -> str:
+                  work_dir=None, title: str | None = None, runner: Runner = run_engine, check_engine: bool = True) -> str:
     """Translate a simulated dataset's noise (``genem translate apply``) into a new job's particles/micrographs."""
-    if not engine_available("translate"):
+    if check_engine and not engine_available("translate"):
         raise GenemInputError("genem translate", "not available in this installation (engine not installed yet)")
     work = _work_dir(work_dir)
     project = cs.find_project(project_uid)
@@ -228,7 +228,7 @@ def translate_job(cs, project_uid: str, workspace_uid: str, *, model, dataset, e
     log = JobLog(job)
     with job.run():
         out = work / "translated"
-        runner([sys.executable, "-m", "genem", "translate", "apply", "--model", str(model), "--dataset", str(dataset),
+        runner([sys.executable, "-m", "genem", "translate", "apply", "--model", str(model), "--simulated", str(dataset),
                 "--out", str(out), *map(str, engine_args)], log)
         _dataset_outputs(job, out, log)
     return job.uid
