@@ -1,7 +1,6 @@
 """The online external-job flow, with cryosparc-tools' API client replaced by a MagicMock that returns pydantic
 ``Job``/``Project`` models (as cryosparc-tools' own tests do): the calls made and the datasets saved."""
 import shutil
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from unittest import mock
@@ -18,7 +17,7 @@ from cryosparc.tools import CryoSPARC
 from genem.io import GenemInputError, read_particles_star, write_mrc, write_star
 from genem.io.mrc import read_stack_images
 from genem_cryosparc import external
-from genem_cryosparc.convert import SLOT_FIELDS, UID_COLUMN, EXPOSURE_BLOB_FIELDS, slot_fields
+from genem_cryosparc.convert import EXPOSURE_BLOB_FIELDS, slot_fields
 from genem_cs_helpers import run_cli
 
 NOW = datetime.now(timezone.utc)
