@@ -34,6 +34,8 @@ class ProtGenemTranslate(ProtGenemBase):
                       label="Training tile (px)",
                       help="Size of the micrograph tiles used for training, in pixels at the simulation's pixel "
                            "size (the real micrographs are resampled to it).")
+        form.addParam("batchSize", params.IntParam, default=4, validators=[params.Positive],
+                      expertLevel=params.LEVEL_ADVANCED, label="Batch size", help="Tiles per training step.")
         form.addParam("seed", params.IntParam, default=0, label="Random seed")
         form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU",
                        help="Training runs on a GPU when one is given, on CPU otherwise (slow).")
@@ -61,6 +63,7 @@ class ProtGenemTranslate(ProtGenemBase):
         self.runGenem("translate", ["train", "--simulated", self._simDir(), "--out", self._modelDir(),
                                     "--real-pixel-size-A", self.inputMicrographs.get().getSamplingRate(),
                                     "--steps", self.trainSteps.get(), "--tile-px", self.tileSize.get(),
+                                    "--batch-size", self.batchSize.get(),
                                     "--seed", self.seed.get(), "--device", self._device(), "--quiet",
                                     "--real"] + self._realFiles())
 

@@ -123,6 +123,25 @@ def test_simulate_outputs(simulation):
         assert coord.getPosition() == (int(round(row["rlnCoordinateX"])), int(round(row["rlnCoordinateY"])))
 
 
+def test_simulate_from_input_volume(project, simulation):
+    """A Scipion Volume as the specimen: the map and its sampling rate reach the engine."""
+    import mrcfile
+    from genem_scipion.protocols import ProtGenemSimulate
+    prot = project.newProtocol(ProtGenemSimulate, objLabel="from volume", nMicrographs=1, micrographSize=192,
+                               boxSize=BOX, particlesPerMic=3, pixelSize=PIXEL_A, noiseMode=2, seed=2)
+    prot.inputVolume.set(simulation)
+    prot.inputVolume.setExtended("outputVolume")
+    prot = _launch(project, prot)
+    assert prot.isFinished(), prot.getErrorMessage()
+    assert prot.outputParticles.getSize() == 3 and prot.outputMicrographs.getSize() == 1
+    manifest = json.load(open(prot._getExtraPath("dataset", "manifest.json")))
+    (spec,) = manifest["config"]["structures"]
+    assert os.path.samefile(spec["path"], simulation.outputVolume.getFileName())
+    assert spec["map_pixel_size_A"] == pytest.approx(PIXEL_A)
+    assert mrcfile.read(prot.outputVolume.getFileName()).shape == mrcfile.read(
+        simulation.outputVolume.getFileName()).shape
+
+
 def _reconstruct_cc(star, ground_truth, out_mrc, cwd=None):
     import mrcfile
     subprocess.run(["relion_reconstruct", "--i", star, "--o", out_mrc, "--ctf"], check=True, cwd=cwd,
@@ -268,7 +287,8 @@ def test_translate_outputs(project, plugin, simulation, shared_data, tmp_path):
                               sphericalAberration=2.7, amplitudeContrast=0.1)
     imp = _launch(project, imp)
     assert imp.isFinished(), imp.getErrorMessage()
-    prot = project.newProtocol(ProtGenemTranslate, objLabel="translate", trainSteps=4, tileSize=64, useGpu=False)
+    prot = project.newProtocol(ProtGenemTranslate, objLabel="translate", trainSteps=2, tileSize=64, batchSize=2,
+                               useGpu=False)
     prot.inputMicrographs.set(imp)
     prot.inputMicrographs.setExtended("outputMicrographs")
     prot.inputSimulation.set(simulation)
