@@ -43,6 +43,23 @@ def _good_fft_size(n: int) -> int:
         n += 1
 
 
+def delocalisation_px(ctfs: list[CTFParams], pixel_size_A: float) -> int:
+    """How far (pixels) the CTF spreads a point at Nyquist: (lambda defocus u + Cs lambda^3 u^3) / pixel, u = Nyquist.
+
+    The per-particle box must hold the particle plus this margin on each side, or the CTF fringes wrap around the
+    periodic box and its edges show as straight lines in the micrograph.
+    """
+    from genem.physics.constants import wavelength_A
+
+    if not ctfs:
+        return 0
+    u = 1.0 / (2.0 * pixel_size_A)
+    lam = wavelength_A(ctfs[0].voltage_kV)
+    dmax = max(max(c.defocus_u_A, c.defocus_v_A) for c in ctfs)
+    r_A = lam * dmax * u + ctfs[0].cs_mm * 1e7 * lam ** 3 * u ** 3
+    return int(np.ceil(r_A / pixel_size_A))
+
+
 def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray, frac_shift_px: np.ndarray,
                              ctfs: list[CTFParams], pixel_size_A: float, voltage_kV: float, *, batch: int = 32):
     """Per-particle contrast patches (n, P, P) with their own CTFs, and CTF-free projections for masks.
@@ -50,7 +67,7 @@ def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray,
     Patches are centred at P//2 and already shifted by the sub-pixel part of each particle's position.
     """
     box = projector.box
-    P = _good_fft_size(2 * box)
+    P = _good_fft_size(box + 2 * delocalisation_px(ctfs, pixel_size_A))
     sigma = interaction_constant_rad_per_V_A(voltage_kV)
     out_c, out_p = [], []
     for s in range(0, len(euler_deg), batch):
