@@ -37,7 +37,7 @@ def scipion_venv():
 
 
 def _run_plugin_tests(venv_python, tmp_path, *selection):
-    from conftest import SHARED_DATA
+    from _support import SHARED_DATA
     env = dict(os.environ)
     for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
         env.pop(var, None)
