@@ -3,9 +3,11 @@
 phase(x)   = sigma_e * sum_i V_proj,i(x - x_i)               (sigma_e: interaction constant, V_proj in V*A)
 contrast   = F^-1[ CTF_i . F{phase_i} ] per particle, in a padded box so each particle has its own defocus
              (micrograph defocus + its height), plus the ice's random phase through the micrograph CTF
-intensity  = T_ice(x) * (1 - 2 contrast)                       (1 = vacuum; T_ice = exp(-t / mfp))
-poisson:   clean = dose * pixel_area * (intensity (x) MTF),  noisy = Poisson(clean)
-snr:       clean = intensity,  noisy = clean + N(0, s^2),  s^2 = var(particle signal inside masks) / SNR
+clean      = T_ice(x) * (1 - 2 particle contrast)              (1 = vacuum; T_ice = exp(-t / mfp))
+full       = clean - 2 T_ice(x) ice contrast                    (the ice's structure is noise: not in clean)
+poisson:   clean = dose * pixel_area * (clean (x) MTF),  noisy = Poisson(dose * pixel_area * (full (x) MTF))
+snr:       noisy = full + N(0, s^2),  s^2 = var(particle signal inside masks) / SNR
+none:      noisy = clean
 """
 from __future__ import annotations
 
@@ -43,10 +45,28 @@ def _good_fft_size(n: int) -> int:
         n += 1
 
 
-def patch_sizes(box: int) -> tuple[int, int]:
-    """(M, P): an even FFT-friendly size M >= box for mask projections and the padded contrast patch P = 2 M."""
+def delocalisation_px(ctfs: list[CTFParams], pixel_size_A: float) -> int:
+    """How far (pixels) the CTF spreads a point at Nyquist: (lambda defocus u + Cs lambda^3 u^3) / pixel, u = Nyquist.
+
+    The per-particle box must hold the particle plus this margin on each side, or the CTF fringes wrap around the
+    periodic box and its edges show as straight lines in the micrograph.
+    """
+    from genem.physics.constants import wavelength_A
+
+    if not ctfs:
+        return 0
+    u = 1.0 / (2.0 * pixel_size_A)
+    lam = wavelength_A(ctfs[0].voltage_kV)
+    dmax = max(max(c.defocus_u_A, c.defocus_v_A) for c in ctfs)
+    r_A = lam * dmax * u + ctfs[0].cs_mm * 1e7 * lam ** 3 * u ** 3
+    return int(np.ceil(r_A / pixel_size_A))
+
+
+def patch_sizes(box: int, delocalisation: int = 0) -> tuple[int, int]:
+    """(M, P): an even FFT-friendly size M >= box for the particle's projection, and the contrast patch P >= M
+    that also holds the CTF delocalisation on each side."""
     m = 2 * _good_fft_size((box + 1) // 2)
-    return m, 2 * m
+    return m, _good_fft_size(max(m, box + 2 * delocalisation))
 
 
 def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray, frac_shift_px: np.ndarray,
@@ -54,29 +74,27 @@ def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray,
     """Per-particle contrast patches (n, P, P) with their own CTFs, and CTF-free projections (n, M, M) for masks.
 
     Patches are centred at P//2 (and M//2) and already shifted by the sub-pixel part of each particle's position.
-    P = 2 M leaves room for the CTF's delocalisation. The CTF-free projection is the same spectrum sampled on every
-    other frequency (the M grid): the image of a particle that fits in M, without a second slice or a P-size FFT.
+    The projection is sampled on the M grid only (it fits in M), then zero-padded to P, where the CTF acts: the exact
+    band-limited image on the P grid for a fraction of the slice sampling, and the mask projection for free.
     """
-    M, P = patch_sizes(projector.box)
+    M, P = patch_sizes(projector.box, delocalisation_px(list(ctfs), pixel_size_A))
     sigma = interaction_constant_rad_per_V_A(voltage_kV)
     n = len(euler_deg)
     out_c = np.empty((n, P, P), dtype=np.float32)
     out_p = np.empty((n, M, M), dtype=np.float32)
-    # (-1)^(kx+ky) on the M grid: a shift by M/2 that centres the mask projections at M//2; and (M/P)^2 = 1/4
-    # because project_rfft scaled the P-grid spectrum by (P/box)^2 to preserve pixel values on the P grid
-    ky = torch.arange(M)
-    kx = torch.arange(M // 2 + 1)
-    centre_m = (1 - 2 * ((ky[:, None] + kx[None, :]) % 2)).to(torch.float32) * 0.25
+    o = P // 2 - M // 2
     R_all = euler_to_matrix_relion(euler_deg[:, 0], euler_deg[:, 1], euler_deg[:, 2]) if n else None
     for s in range(0, n, batch):
         e = min(n, s + batch)
-        spec = projector.project_rfft(torch.as_tensor(R_all[s:e], dtype=torch.float32), P)  # origin at [0, 0]
-        # sub-pixel shift, plus P/2 to centre the patch at P//2 (an exact fftshift, P even)
-        spec.mul_(phase_shift_rfft2(frac_shift_px[s:e] + P // 2, P, device=spec.device)).mul_(sigma)
-        sub = spec[:, ::2, ::2] * centre_m.to(spec.device)  # P/2 = M is a whole period on the M grid
-        out_p[s:e] = torch.fft.irfft2(sub, s=(M, M)).cpu().numpy()
+        spec = projector.project_rfft(torch.as_tensor(R_all[s:e], dtype=torch.float32), M)  # origin at [0, 0]
+        # sub-pixel shift, plus M/2 to centre the projection at M//2 (an exact fftshift, M even)
+        spec.mul_(phase_shift_rfft2(frac_shift_px[s:e] + M // 2, M, device=spec.device)).mul_(sigma)
+        phase = torch.fft.irfft2(spec, s=(M, M))
+        out_p[s:e] = phase.cpu().numpy()
+        padded = phase.new_zeros((e - s, P, P))
+        padded[:, o:o + M, o:o + M] = phase  # centred at P//2
         ctf = compute_ctf_2d_batch(list(ctfs[s:e]), (P, P), pixel_size_A, device=spec.device)
-        out_c[s:e] = torch.fft.irfft2(spec.mul_(ctf), s=(P, P)).cpu().numpy()
+        out_c[s:e] = torch.fft.irfft2(torch.fft.rfft2(padded).mul_(ctf), s=(P, P)).cpu().numpy()
     return out_c, out_p
 
 
@@ -166,34 +184,43 @@ def image_micrograph(rng: np.random.Generator, *, shape, pixel_size_A: float, pr
             paste(contrast, c[j], ix[k], iy[k])
             paste(mask, pm[j], ix[k], iy[k], op="label", value=k + 1)
     T = torch.from_numpy(np.asarray(ice_nm, dtype=np.float32)).mul(-1.0 / ice_mfp_nm).exp_().numpy()  # exp(-t/mfp)
-    # the particles' signal (before the ice's own contrast is added): -2 T contrast, measured inside the masks
+    # the particles' signal -2 T contrast, measured inside the masks
     inside = mask > 0
     if inside.any():
         sig_var = float((-2.0 * T[inside] * contrast[inside]).var())
     else:
         sig_var = float((-2.0 * T * contrast).var())
-    # ice: random phase whose variance grows with thickness, imaged with the micrograph's CTF
-    if ice_phase_sd_rad_per_sqrt_nm > 0 and float(ice_nm.max()) > 0:
-        contrast += _ice_phase_contrast(rng, ice_nm, ice_phase_sd_rad_per_sqrt_nm, mic_ctf, pixel_size_A)
-    intensity = contrast
-    intensity *= -2.0
-    intensity += 1.0
-    intensity *= T  # T (1 - 2 contrast), in place
+    # ice: random phase whose variance grows with thickness, imaged with the micrograph's CTF. It is structured
+    # noise: part of the noisy micrograph, not of the clean one (nor of noise_mode "none")
+    ice_contrast = None
+    if ice_phase_sd_rad_per_sqrt_nm > 0 and float(ice_nm.max()) > 0 and noise_mode != "none":
+        ice_contrast = _ice_phase_contrast(rng, ice_nm, ice_phase_sd_rad_per_sqrt_nm, mic_ctf, pixel_size_A)
+    clean_intensity = contrast
+    clean_intensity *= -2.0
+    clean_intensity += 1.0
+    clean_intensity *= T  # T (1 - 2 contrast), in place
+    full_intensity = clean_intensity
+    if ice_contrast is not None:
+        ice_contrast *= -2.0 * T
+        ice_contrast += clean_intensity
+        full_intensity = ice_contrast  # T (1 - 2 contrast) - 2 T ice contrast
     if mtf is not None:
-        intensity = apply_mtf(intensity, *mtf)
+        clean_intensity = apply_mtf(clean_intensity, *mtf)
+        full_intensity = clean_intensity if ice_contrast is None else apply_mtf(full_intensity, *mtf)
     if noise_mode == "poisson":
-        clean = expected_counts(intensity, dose_e_per_A2, pixel_size_A)
-        noisy = _shot_noise(rng, clean)
+        clean = expected_counts(clean_intensity, dose_e_per_A2, pixel_size_A)
+        full = clean if ice_contrast is None else expected_counts(full_intensity, dose_e_per_A2, pixel_size_A)
+        noisy = _shot_noise(rng, full)
         noise_sd = float(np.sqrt(clean.mean()))
         sig_var *= (dose_e_per_A2 * pixel_size_A ** 2) ** 2
     elif noise_mode == "snr":
-        clean = intensity.astype(np.float32, copy=False)
+        clean = clean_intensity.astype(np.float32, copy=False)
         noise_sd = float(np.sqrt(sig_var / snr)) if sig_var > 0 else 1.0
         noisy = rng.standard_normal(clean.shape, dtype=np.float32)
         noisy *= noise_sd
-        noisy += clean
+        noisy += full_intensity
     else:
-        clean = intensity.astype(np.float32, copy=False)
+        clean = clean_intensity.astype(np.float32, copy=False)
         noisy = clean.copy()
         noise_sd = 0.0
     return MicrographImage(noisy.astype(np.float32, copy=False), clean.astype(np.float32, copy=False), mask,

@@ -13,7 +13,7 @@ from genem.physics.ctf import CTFParams, compute_ctf_2d
 from genem.physics.ctf_batch import compute_ctf_2d_batch
 from genem.physics.projection import FourierProjector, phase_shift_rfft2
 from genem.physics.rotations import euler_to_matrix_relion, sample_uniform_euler_relion
-from genem.simulate.imaging import patch_sizes, render_particle_contrast
+from genem.simulate.imaging import delocalisation_px, patch_sizes, render_particle_contrast
 from genem.simulate.stacks import crop_volume_to_support, render_clean_stack, simulate_particle_stack
 
 
@@ -79,18 +79,30 @@ def test_stack_renderer_equals_plain_formula():
     assert np.allclose(got, ref, atol=1e-5 * np.abs(ref).max())
 
 
-def test_mask_projections_from_the_subsampled_spectrum():
+def test_particle_patches_equal_the_plain_formula():
     vol = _smooth_volume(30)
     proj = FourierProjector(vol, 1.5)
     rng = np.random.default_rng(2)
     eul = sample_uniform_euler_relion(rng, 3)
     frac = rng.uniform(0, 1, (3, 2))
-    _, p = render_particle_contrast(proj, eul, frac, [CTFParams(10000, 9000, 10)] * 3, 1.5, 300.0)
-    M, P = patch_sizes(30)
-    assert p.shape == (3, M, M) and P == 2 * M and M >= 30 and M % 2 == 0
+    ctfs = [CTFParams(10000, 9000, 10)] * 3
+    c, p = render_particle_contrast(proj, eul, frac, ctfs, 1.5, 300.0)
+    M, P = patch_sizes(30, delocalisation_px(ctfs, 1.5))
+    assert p.shape == (3, M, M) and c.shape == (3, P, P) and M >= 30 and M % 2 == 0 and P >= 30 + 2 * delocalisation_px(ctfs, 1.5)
     R = torch.as_tensor(euler_to_matrix_relion(eul[:, 0], eul[:, 1], eul[:, 2]), dtype=torch.float32)
-    ref = proj.project(R, M, shifts_px=frac).numpy() * interaction_constant_rad_per_V_A(300.0)
-    assert np.abs(p - ref).max() < 0.02 * np.abs(ref).max()
+    sigma = interaction_constant_rad_per_V_A(300.0)
+    ref = proj.project(R, M, shifts_px=frac).numpy() * sigma
+    assert np.abs(p - ref).max() < 1e-4 * np.abs(ref).max()
+    # the contrast patch: the plain formula with the volume in a P box (its native grid), through the CTF
+    big = np.zeros((P, P, P), np.float32)
+    o = P // 2 - 15
+    big[o:o + 30, o:o + 30, o:o + 30] = vol
+    spec = (FourierProjector(big, 1.5).project_rfft(R, P) * phase_shift_rfft2(frac, P)
+            * compute_ctf_2d(ctfs, (P, P), 1.5) * sigma)
+    ref_c = torch.fft.fftshift(torch.fft.irfft2(spec, s=(P, P)), dim=(-2, -1)).numpy()
+    for a, b in zip(c, ref_c):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+        assert np.abs(a - b).max() < 0.05 * np.abs(b).max()
 
 
 def test_stack_noise_models():

@@ -440,3 +440,57 @@ def _spec(dset: Dataset, field: str) -> tuple:
     col = np.asarray(dset[field])
     dt = "O" if col.dtype == object else col.dtype.str
     return (field, dt) + ((tuple(col.shape[1:]),) if col.ndim > 1 else ())
+
+
+# ------------------------------------------------------------------------------------------------ micrographs
+EXPOSURE_BLOB_FIELDS = [("path", "O"), ("idx", "<u4"), ("shape", "<u4", (2,)), ("psize_A", "<f4"), ("format", "O"),
+                        ("is_background_subtracted", "<u4"), ("vmin", "<f4"), ("vmax", "<f4"), ("import_sig", "<u8")]
+
+
+def micrographs_star_to_cs_dataset(
+    optics_df: pd.DataFrame | None,
+    micrographs_df: pd.DataFrame,
+    *,
+    micrograph_shape_px,
+    project_root=None,
+    star_root=None,
+    path_prefix: str = "",
+    source: str = "micrographs.star",
+) -> Dataset:
+    """RELION micrograph rows (with CTF) -> cryoSPARC exposure Dataset with ``micrograph_blob`` and ``ctf`` slots.
+
+    The uid of each exposure is :func:`stable_uid` of its rlnMicrographName, the same number
+    :func:`star_to_cs_dataset` writes into ``location/micrograph_uid`` of the particles on it."""
+    if "rlnMicrographName" not in micrographs_df.columns:
+        raise GenemInputError(source, "column rlnMicrographName missing")
+    rows = merge_optics(optics_df, micrographs_df).reset_index(drop=True)
+    n = len(rows)
+    names = [str(s) for s in rows["rlnMicrographName"]]
+    pcol = next((c for c in ("rlnMicrographPixelSize", "rlnMicrographOriginalPixelSize") if c in rows.columns), None)
+    if pcol is None:
+        raise GenemInputError(source, "column rlnMicrographPixelSize missing")
+    shapes = np.array([_mic_shape(micrograph_shape_px, s, source) for s in names], dtype=np.int64).reshape(n, 2)
+    cols: dict[str, np.ndarray] = {"uid": np.array([stable_uid(s) for s in names], dtype=np.uint64)}
+    cols["micrograph_blob/path"] = np.array([_rebase(s, star_root, project_root, path_prefix) for s in names], object)
+    cols["micrograph_blob/shape"] = shapes.astype(np.uint32)
+    cols["micrograph_blob/psize_A"] = rows[pcol].to_numpy(np.float64).astype(np.float32)
+    cols["micrograph_blob/format"] = np.array(["MRC"] * n, dtype=object)
+    group = rows["rlnOpticsGroup"].to_numpy(np.int64) if "rlnOpticsGroup" in rows.columns else np.ones(n, np.int64)
+    get = lambda c, d=0.0: rows[c].to_numpy(np.float64) if c in rows.columns else np.full(n, d)  # noqa: E731
+    if {"rlnDefocusU", "rlnDefocusV"} <= set(rows.columns):
+        cols["ctf/type"] = np.array(["imported"] * n, dtype=object)
+        cols["ctf/exp_group_id"] = (group - 1).astype(np.uint32)
+        cols["ctf/accel_kv"] = get("rlnVoltage", 300.0).astype(np.float32)
+        cols["ctf/cs_mm"] = get("rlnSphericalAberration", 2.7).astype(np.float32)
+        cols["ctf/amp_contrast"] = get("rlnAmplitudeContrast", 0.1).astype(np.float32)
+        cols["ctf/df1_A"] = get("rlnDefocusU").astype(np.float32)
+        cols["ctf/df2_A"] = get("rlnDefocusV").astype(np.float32)
+        cols["ctf/df_angle_rad"] = np.deg2rad(get("rlnDefocusAngle")).astype(np.float32)
+        cols["ctf/phase_shift_rad"] = np.deg2rad(get("rlnPhaseShift")).astype(np.float32)
+        cols["ctf/scale"] = get("rlnCtfScalefactor", 1.0).astype(np.float32)
+        cols["ctf/bfactor"] = get("rlnCtfBfactor").astype(np.float32)
+    dset = Dataset(cols)
+    extra = [(f"micrograph_blob/{f[0]}",) + tuple(f[1:]) for f in EXPOSURE_BLOB_FIELDS
+             if f"micrograph_blob/{f[0]}" not in cols]
+    dset.add_fields(extra)
+    return _complete_slots(dset)
