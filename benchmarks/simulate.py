@@ -33,6 +33,11 @@ BOX = 128
 PIXEL_A = 1.5
 
 
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -89,11 +94,12 @@ def engine_stack(map_path: Path, star_path: Path, out_path: Path, threads: int, 
     with torch.inference_mode():
         proj = FourierProjector(crop_volume_to_support(vol), px)
         t = time.perf_counter()
+        c = time.process_time()
         st = simulate_particle_stack(proj, eul, ctfs, box_px=BOX, noise_mode="gaussian", noise_sd=noise_sd,
                                      rng=np.random.default_rng(0))
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
     write_mrc(out_path, st.images, px)
-    return dt
+    return dt, dc
 
 
 def bench_stacks(work: Path, n: int, threads: int, skip_relion: bool):
@@ -102,28 +108,34 @@ def bench_stacks(work: Path, n: int, threads: int, skip_relion: bool):
     res = {}
     if not skip_relion:
         for k, key in ((10, "relion_startup"), (n, "relion")):
+            c0 = _child_cpu()
             t = time.perf_counter()
             r = subprocess.run(["relion_project", "--i", "map128.mrc", "--ang", f"angles_{k}.star", "--o", f"relion_{k}",
                                 "--ctf", "--add_noise", "--white_noise", "1"], cwd=work, capture_output=True, text=True)
             res[key] = time.perf_counter() - t
+            res[key + "_cpu"] = _child_cpu() - c0
             if r.returncode != 0:
                 sys.exit(f"relion_project failed: {r.stderr[-500:]}")
         rate_whole = n / res["relion"]
         rate_after = (n - 10) / max(res["relion"] - res["relion_startup"], 1e-9)
         print(f"relion_project --ctf --add_noise (whole process, incl. start-up): {res['relion']:.2f} s = "
               f"{rate_whole:.0f} particles/s;  start-up (10-particle run) {res['relion_startup']:.2f} s; "
-              f"after start-up {rate_after:.0f} particles/s (single-threaded program)")
+              f"after start-up {rate_after:.0f} particles/s (single-threaded program); CPU time {res['relion_cpu']:.2f} s"
+              f" = {res['relion_cpu'] / n * 1e3:.2f} ms/particle")
+    c0 = _child_cpu()
     t = time.perf_counter()
     r = subprocess.run([sys.executable, __file__, "--stack-worker", str(work / "map128.mrc"),
                         str(work / f"angles_{n}.star"), str(work / "engine.mrcs"), "--threads", str(threads)],
                        capture_output=True, text=True)
     whole = time.perf_counter() - t
+    whole_cpu = _child_cpu() - c0
     if r.returncode != 0:
         sys.exit(f"engine stack worker failed: {r.stderr[-2000:]}")
-    render = float(r.stdout.strip().split()[-1])
+    render, render_cpu = (float(x) for x in r.stdout.strip().split()[-2:])
     print(f"engine simulate_particle_stack, {threads} threads: whole process (python, torch import, map, projector, "
           f"render, write) {whole:.2f} s = {n / whole:.0f} particles/s;  render only {render:.2f} s = "
-          f"{n / render:.0f} particles/s")
+          f"{n / render:.0f} particles/s;  CPU time whole {whole_cpu:.2f} s, render {render_cpu:.2f} s = "
+          f"{render_cpu / n * 1e3:.2f} ms/particle (all threads)")
     if not skip_relion:
         print(f"ratio engine/RELION: whole process vs whole process {res['relion'] / whole:.2f}x;  "
               f"engine render vs RELION after start-up {(n / render) / rate_after:.2f}x")
@@ -139,15 +151,16 @@ def bench_micrographs(work: Path, n_mics: int, threads: int, size: int, particle
     cfg = SimulationConfig(n_micrographs=n_mics, micrograph_size_px=(size, size), pixel_size_A=PIXEL_A,
                            particle_box_px=BOX, particles_per_micrograph=particles, noise_mode="poisson",
                            dose_e_per_A2=40.0, ice="random", seed=1)
-    times, rss = [], []
+    times, rss, cpus = [], [], []
     original = pipeline._write_micrograph
-    last = [time.perf_counter()]
+    last = [time.perf_counter(), time.process_time()]
 
     def timed_write(*a, **kw):
         original(*a, **kw)
         now = time.perf_counter()
         times.append(now - last[0])
-        last[0] = now
+        cpus.append(time.process_time() - last[1])
+        last[0], last[1] = now, time.process_time()
         rss.append(rss_mb())
 
     pipeline._write_micrograph = timed_write
@@ -156,7 +169,7 @@ def bench_micrographs(work: Path, n_mics: int, threads: int, size: int, particle
               f"Poisson 40 e/A^2, random ice, {threads} threads ==")
         base = rss_mb()
         t0 = time.perf_counter()
-        last[0] = t0
+        last[0], last[1] = t0, time.process_time()
         run_simulation(cfg, work / "mics", progress=False)
         total = time.perf_counter() - t0
     finally:
@@ -164,6 +177,8 @@ def bench_micrographs(work: Path, n_mics: int, threads: int, size: int, particle
     t = np.array(times)
     print(f"seconds per micrograph (imaging + extraction + writing 4 images and particles): first {t[0]:.2f} s, "
           f"mean of the rest {t[1:].mean() if len(t) > 1 else t[0]:.2f} s, all {np.round(t, 2).tolist()}")
+    print(f"CPU seconds per micrograph (all threads): first {cpus[0]:.2f}, mean of the rest "
+          f"{np.mean(cpus[1:]) if len(cpus) > 1 else cpus[0]:.2f}")
     print(f"whole run incl. set-up and the final tables/preview: {total:.1f} s")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"resident memory: before {base:.0f} MB; after micrograph 1 {rss[0]:.0f} MB, after micrograph {len(rss)} "
@@ -184,7 +199,7 @@ def main(argv=None):
     ap.add_argument("--stack-worker", nargs=3, metavar=("MAP", "STAR", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.stack_worker:
-        print(engine_stack(*(Path(p) for p in args.stack_worker), args.threads))
+        print(*engine_stack(*(Path(p) for p in args.stack_worker), args.threads))
         return
     import shutil
 
