@@ -187,6 +187,7 @@ def bench_micrographs(work: Path, n_mics: int, threads: int, size: int, particle
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"resident memory: before {base:.0f} MB; after micrograph 1 {rss[0]:.0f} MB, after micrograph {len(rss)} "
           f"{rss[-1]:.0f} MB (growth first->last {rss[-1] - rss[0]:+.0f} MB); peak {peak:.0f} MB")
+    print(f"RSS after each micrograph (MB): {[round(x) for x in rss]}")
 
 
 def main(argv=None):

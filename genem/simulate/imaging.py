@@ -19,7 +19,7 @@ import torch
 from genem.physics.constants import interaction_constant_rad_per_V_A
 from genem.physics.ctf import CTFParams
 from genem.physics.ctf_batch import compute_ctf_2d_batch
-from genem.physics.detector import apply_mtf, expected_counts
+from genem.physics.detector import apply_mtf
 from genem.physics.projection import FourierProjector, phase_shift_rfft2
 from genem.physics.rotations import euler_to_matrix_relion
 
@@ -217,8 +217,11 @@ def image_micrograph(rng: np.random.Generator, *, shape, pixel_size_A: float, pr
         clean_intensity = apply_mtf(clean_intensity, *mtf)
         full_intensity = clean_intensity if ice_contrast is None else apply_mtf(full_intensity, *mtf)
     if noise_mode == "poisson":
-        clean = expected_counts(clean_intensity, dose_e_per_A2, pixel_size_A)
-        full = clean if ice_contrast is None else expected_counts(full_intensity, dose_e_per_A2, pixel_size_A)
+        # expected electrons per pixel, dose x pixel area x intensity (``expected_counts``), in place
+        area = np.float32(dose_e_per_A2 * pixel_size_A ** 2)
+        full = None if ice_contrast is None else np.multiply(full_intensity, area, out=full_intensity)
+        clean = np.multiply(clean_intensity, area, out=clean_intensity)
+        full = clean if full is None else full
         noisy = _shot_noise(rng, full)
         noise_sd = float(np.sqrt(clean.mean()))
         sig_var *= (dose_e_per_A2 * pixel_size_A ** 2) ** 2
