@@ -426,6 +426,7 @@ class RelionJob:
         """Progress lines for an engine call that reports nothing itself: a thread polls ``count()`` (e.g. files
         written so far) while the block runs."""
         stop = threading.Event()
+        self._stage_t0[unit] = time.monotonic()
 
         def loop():
             last = None
