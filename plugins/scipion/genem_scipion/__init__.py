@@ -114,11 +114,14 @@ class Plugin(pwem.Plugin):
     def defineBinaries(cls, env):
         """`scipion installb genem`: a virtual environment at GENEM_HOME/venv with torch and the engine."""
         pip = "venv/bin/python -m pip install"
+
+        def words(var):  # a requirement may carry pip options (e.g. --index-url for a CUDA build of torch)
+            return " ".join(shlex.quote(w) for w in shlex.split(cls.getVar(var)))
         commands = " && ".join([
             "python3 -m venv venv",
             "%s --upgrade pip" % pip,
-            "%s %s" % (pip, shlex.quote(cls.getVar(GENEM_TORCH_SPEC))),
-            "%s %s" % (pip, shlex.quote(cls.getVar(GENEM_PIP_SPEC))),
+            "%s %s" % (pip, words(GENEM_TORCH_SPEC)),
+            "%s %s" % (pip, words(GENEM_PIP_SPEC)),
             "venv/bin/python -c 'import genem.cli.main'",
             "touch %s" % INSTALLED_FLAG,
         ])

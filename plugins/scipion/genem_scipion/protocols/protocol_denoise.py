@@ -1,4 +1,5 @@
 """genem - denoise particles: conditional diffusion restoration of particle images."""
+import json
 import os
 
 from pwem.objects import SetOfParticles
@@ -26,8 +27,9 @@ class ProtGenemDenoise(ProtGenemBase):
         form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
                       label="Particles", important=True, help="Particles to denoise (any alignment, with or "
                                                               "without CTF).")
-        form.addParam("modelFile", params.FileParam, default="", label="Model (optional)",
-                      help="A denoising model written by `genem denoise train`. Empty: the engine's default.")
+        form.addParam("modelFile", params.PathParam, default="", label="Model folder (optional)",
+                      help="A denoising model folder written by `genem denoise train`. Empty: the model shipped "
+                           "with GenEM.")
         form.addParam("steps", params.IntParam, default=0, label="Sampling steps",
                       help="Diffusion sampling steps (0: the model's default). Fewer is faster, more is sharper.")
         form.addParam("seed", params.IntParam, default=0, label="Random seed")
@@ -54,7 +56,7 @@ class ProtGenemDenoise(ProtGenemBase):
 
     def denoiseStep(self):
         args = ["apply", "--particles", self._inputStar(), "--out", self._outDir(), "--seed", self.seed.get(),
-                "--device", self._device()]
+                "--device", self._device(), "--no-progress"]
         if self.modelFile.get():
             args += ["--model", os.path.abspath(self.modelFile.get())]
         if self.steps.get():
@@ -63,11 +65,16 @@ class ProtGenemDenoise(ProtGenemBase):
 
     def createOutputStep(self):
         inSet = self.inputParticles.get()
-        out_star = os.path.join(self._outDir(), "particles.star")
+        run_json = os.path.join(self._outDir(), "denoise_run.json")
+        if not os.path.exists(run_json):
+            raise RuntimeError("%s: the engine finished but wrote no denoise_run.json" % self._outDir())
+        with open(run_json) as f:
+            run = json.load(f)
+        out_star = run["output"]
         rows = convert.read_relion_star(out_star, "particles", required=("rlnImageName",))
         if len(rows) != inSet.getSize():
             raise RuntimeError("%s: %d particles, the input has %d" % (out_star, len(rows), inSet.getSize()))
-        root = os.path.dirname(out_star)
+        root = run.get("paths_relative_to") or os.path.dirname(out_star)
         if ID_COLUMN in rows[0]:
             by_id = {int(r[ID_COLUMN]): r["rlnImageName"] for r in rows}
         else:  # the engine keeps the input order

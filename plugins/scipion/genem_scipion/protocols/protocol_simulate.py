@@ -89,7 +89,7 @@ class ProtGenemSimulate(ProtGenemBase):
         self.runGenem("simulate", self._engineArgs())
 
     def createOutputStep(self):
-        sources = [self.inputVolume.get()] if self.inputVolume.get() is not None else []
+        sources = [self.inputVolume] if self.inputVolume.get() is not None else []
         self._createDatasetOutputs(self._datasetDir(), sources=sources)
 
     # ------------------------------------------------------------------ info

@@ -1,6 +1,5 @@
 """genem - translate noise: give a simulation the noise of real micrographs (unpaired, contrastive translation)."""
 import os
-from collections import OrderedDict
 
 from pyworkflow.protocol import params
 
@@ -23,23 +22,26 @@ class ProtGenemTranslate(ProtGenemBase):
         form.addParam("inputMicrographs", params.PointerParam, pointerClass="SetOfMicrographs",
                       label="Real micrographs", important=True,
                       help="Experimental micrographs whose noise is learned (motion-corrected, not dose-filtered "
-                           "is best). They should have about the simulation's pixel size.")
+                           "is best). They are resampled to the simulation's pixel size, which should not be much finer than theirs.")
         form.addParam("inputSimulation", params.PointerParam, pointerClass="ProtGenemSimulate",
                       label="Simulation", important=True,
                       help="A finished 'genem - simulate' run: its micrographs are translated and all its "
                            "annotations carried over.")
         form.addSection(label="Training")
-        form.addParam("iterations", params.IntParam, default=2000, validators=[params.Positive],
-                      label="Training iterations")
-        form.addParam("patchSize", params.IntParam, default=256, validators=[params.Positive],
-                      label="Patch size (px)", help="Size of the micrograph crops used for training.")
+        form.addParam("trainSteps", params.IntParam, default=4000, validators=[params.Positive],
+                      label="Training steps", help="Optimiser steps of the translator (a few thousand on a GPU).")
+        form.addParam("tileSize", params.IntParam, default=128, validators=[params.Positive],
+                      label="Training tile (px)",
+                      help="Size of the micrograph tiles used for training, in pixels at the simulation's pixel "
+                           "size (the real micrographs are resampled to it).")
+        form.addParam("batchSize", params.IntParam, default=4, validators=[params.Positive],
+                      expertLevel=params.LEVEL_ADVANCED, label="Batch size", help="Tiles per training step.")
         form.addParam("seed", params.IntParam, default=0, label="Random seed")
         form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU",
                        help="Training runs on a GPU when one is given, on CPU otherwise (slow).")
         form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU id")
 
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep, needsGPU=False)
         self._insertFunctionStep(self.trainStep, needsGPU=self.useGpu.get())
         self._insertFunctionStep(self.applyStep, needsGPU=self.useGpu.get())
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
@@ -47,39 +49,31 @@ class ProtGenemTranslate(ProtGenemBase):
     def _device(self):
         return "cuda:%s" % self.getGpuList()[0] if self.useGpu.get() and self.getGpuList() else "cpu"
 
-    def _realStar(self):
-        return os.path.abspath(self._getExtraPath("real_micrographs.star"))
-
     def _simDir(self):
         return os.path.abspath(self.inputSimulation.get()._datasetDir())
 
     def _modelDir(self):
         return os.path.abspath(self._getExtraPath("model"))
 
-    def convertInputStep(self):
-        mics = self.inputMicrographs.get()
-        acq = mics.getAcquisition()
-        optics = OrderedDict([("rlnOpticsGroupName", "opticsGroup1"), ("rlnOpticsGroup", 1),
-                              ("rlnMicrographPixelSize", float(mics.getSamplingRate())),
-                              ("rlnVoltage", float(acq.getVoltage() or 300.0)),
-                              ("rlnSphericalAberration", float(acq.getSphericalAberration() or 2.7)),
-                              ("rlnAmplitudeContrast", float(acq.getAmplitudeContrast() or 0.1))])
-        rows = [OrderedDict([("rlnMicrographName", os.path.abspath(convert.strip_scipion_suffix(m.getFileName()))),
-                             ("rlnOpticsGroup", 1)]) for m in mics.iterItems(orderBy="id")]
-        convert.write_star(self._realStar(), OrderedDict([("optics", [optics]), ("micrographs", rows)]))
+    def _realFiles(self):
+        return [os.path.abspath(convert.strip_scipion_suffix(m.getFileName()))
+                for m in self.inputMicrographs.get().iterItems(orderBy="id")]
 
     def trainStep(self):
-        self.runGenem("translate", ["train", "--sim", self._simDir(), "--real", self._realStar(),
-                                    "--out", self._modelDir(), "--iterations", self.iterations.get(),
-                                    "--patch-size", self.patchSize.get(), "--seed", self.seed.get(),
-                                    "--device", self._device()])
+        self.runGenem("translate", ["train", "--simulated", self._simDir(), "--out", self._modelDir(),
+                                    "--real-pixel-size-A", self.inputMicrographs.get().getSamplingRate(),
+                                    "--steps", self.trainSteps.get(), "--tile-px", self.tileSize.get(),
+                                    "--batch-size", self.batchSize.get(),
+                                    "--seed", self.seed.get(), "--device", self._device(), "--quiet",
+                                    "--real"] + self._realFiles())
 
     def applyStep(self):
-        self.runGenem("translate", ["apply", "--model", self._modelDir(), "--sim", self._simDir(),
-                                    "--out", os.path.abspath(self._datasetDir()), "--device", self._device()])
+        self.runGenem("translate", ["apply", "--model", self._modelDir(), "--simulated", self._simDir(),
+                                    "--out", os.path.abspath(self._datasetDir()), "--device", self._device(),
+                                    "--quiet"])
 
     def createOutputStep(self):
-        self._createDatasetOutputs(self._datasetDir(), sources=[self.inputMicrographs.get()])
+        self._createDatasetOutputs(self._datasetDir(), sources=[self.inputMicrographs])
 
     def _validate(self):
         errors = []
@@ -88,14 +82,16 @@ class ProtGenemTranslate(ProtGenemBase):
         if sim is not None and not hasattr(sim, "outputMicrographs"):
             errors.append("The simulation has no outputs yet: run it first.")
         if sim is not None and mics is not None and hasattr(sim, "outputMicrographs"):
-            ratio = mics.getSamplingRate() / sim.outputMicrographs.getSamplingRate()
-            if not 0.5 <= ratio <= 2.0:
-                errors.append("The real micrographs (%.3f A/px) and the simulation (%.3f A/px) differ in pixel "
-                              "size by more than 2x: resample one of them first."
+            if mics.getSamplingRate() > 2.0 * sim.outputMicrographs.getSamplingRate():
+                errors.append("The real micrographs (%.3f A/px) are much coarser than the simulation (%.3f A/px): "
+                              "their noise would have to be up-sampled; simulate at a larger pixel size."
                               % (mics.getSamplingRate(), sim.outputMicrographs.getSamplingRate()))
-        if mics is not None and mics.getDim() is not None and min(mics.getDim()[:2]) < self.patchSize.get():
-            errors.append("The patch size (%d px) is larger than the real micrographs (%s px)."
-                          % (self.patchSize.get(), "x".join(map(str, mics.getDim()[:2]))))
+        if sim is not None and hasattr(sim, "outputMicrographs") and \
+                min(sim.outputMicrographs.getDim()[:2]) < self.tileSize.get():
+            errors.append("The training tile (%d px) is larger than the simulated micrographs (%s px)."
+                          % (self.tileSize.get(), "x".join(map(str, sim.outputMicrographs.getDim()[:2]))))
+        if self.tileSize.get() % 4:
+            errors.append("The training tile must be a multiple of 4 px (got %d)." % self.tileSize.get())
         return errors
 
     def _summary(self):
@@ -105,7 +101,7 @@ class ProtGenemTranslate(ProtGenemBase):
         if not hasattr(self, "outputMicrographs"):
             return []
         return ["The noise of %d real micrographs was learned with GenEM's unpaired noise translation "
-                "[Zhang2023CryoGEM] (%d iterations, %d px patches, seed %d) and applied to %d simulated micrographs, "
-                "keeping their annotations." % (self.inputMicrographs.get().getSize(), self.iterations.get(),
-                                               self.patchSize.get(), self.seed.get(),
+                "[Zhang2023CryoGEM] (%d steps, %d px tiles, seed %d) and applied to %d simulated micrographs, "
+                "keeping their annotations." % (self.inputMicrographs.get().getSize(), self.trainSteps.get(),
+                                               self.tileSize.get(), self.seed.get(),
                                                self.outputMicrographs.getSize())]

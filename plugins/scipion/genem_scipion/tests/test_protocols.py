@@ -123,9 +123,28 @@ def test_simulate_outputs(simulation):
         assert coord.getPosition() == (int(round(row["rlnCoordinateX"])), int(round(row["rlnCoordinateY"])))
 
 
-def _reconstruct_cc(star, ground_truth, out_mrc):
+def test_simulate_from_input_volume(project, simulation):
+    """A Scipion Volume as the specimen: the map and its sampling rate reach the engine."""
     import mrcfile
-    subprocess.run(["relion_reconstruct", "--i", star, "--o", out_mrc, "--ctf"], check=True,
+    from genem_scipion.protocols import ProtGenemSimulate
+    prot = project.newProtocol(ProtGenemSimulate, objLabel="from volume", nMicrographs=1, micrographSize=192,
+                               boxSize=BOX, particlesPerMic=3, pixelSize=PIXEL_A, noiseMode=2, seed=2)
+    prot.inputVolume.set(simulation)
+    prot.inputVolume.setExtended("outputVolume")
+    prot = _launch(project, prot)
+    assert prot.isFinished(), prot.getErrorMessage()
+    assert prot.outputParticles.getSize() == 3 and prot.outputMicrographs.getSize() == 1
+    manifest = json.load(open(prot._getExtraPath("dataset", "manifest.json")))
+    (spec,) = manifest["config"]["structures"]
+    assert os.path.samefile(spec["path"], simulation.outputVolume.getFileName())
+    assert spec["map_pixel_size_A"] == pytest.approx(PIXEL_A)
+    assert mrcfile.read(prot.outputVolume.getFileName()).shape == mrcfile.read(
+        simulation.outputVolume.getFileName()).shape
+
+
+def _reconstruct_cc(star, ground_truth, out_mrc, cwd=None):
+    import mrcfile
+    subprocess.run(["relion_reconstruct", "--i", star, "--o", out_mrc, "--ctf"], check=True, cwd=cwd,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     rec = mrcfile.read(out_mrc).astype(np.float64)
     gt = mrcfile.read(ground_truth).astype(np.float64)
@@ -137,12 +156,15 @@ def _reconstruct_cc(star, ground_truth, out_mrc):
 
 @pytest.mark.skipif(shutil.which("relion_reconstruct") is None, reason="RELION (relion_reconstruct) not installed")
 def test_scipion_alignments_reconstruct_ground_truth(simulation, tmp_path):
-    """The poses taken back out of the Scipion set (Transform -> RELION) reconstruct to the ground truth; the
-    same particles with the rotation transposed (a convention error) do not."""
+    """The poses taken back out of the Scipion set (Transform -> RELION) reconstruct to the ground truth as well
+    as the engine's own STAR does; the same particles with the rotation transposed (a convention error) do not."""
     from genem_scipion import convert
+    gt = os.path.abspath(simulation.outputVolume.getFileName())
     star = str(tmp_path / "from_scipion.star")
     convert.particles_to_star(simulation.outputParticles, star)
-    cc = _reconstruct_cc(star, simulation.outputVolume.getFileName(), str(tmp_path / "rec.mrc"))
+    cc = _reconstruct_cc(star, gt, str(tmp_path / "rec.mrc"))
+    dataset = os.path.abspath(simulation._getExtraPath("dataset"))
+    cc_engine = _reconstruct_cc("particles.star", gt, str(tmp_path / "rec_engine.mrc"), cwd=dataset)
 
     rows = convert.read_relion_star(star, "particles")
     blocks = {"optics": convert.read_star_block(star, "optics"), "particles": []}
@@ -154,9 +176,11 @@ def test_scipion_alignments_reconstruct_ground_truth(simulation, tmp_path):
         blocks["particles"].append({k: w[k] for k in w if k not in blocks["optics"][0] or k == "rlnOpticsGroup"})
     wrong = str(tmp_path / "transposed.star")
     convert.write_star(wrong, blocks)
-    cc_wrong = _reconstruct_cc(wrong, simulation.outputVolume.getFileName(), str(tmp_path / "rec_wrong.mrc"))
-    print("reconstruction CC from Scipion alignments: %.3f (transposed rotations: %.3f)" % (cc, cc_wrong))
-    assert cc > 0.6 and cc_wrong < 0.4 and cc - cc_wrong > 0.3
+    cc_wrong = _reconstruct_cc(wrong, gt, str(tmp_path / "rec_wrong.mrc"))
+    print("reconstruction CC vs ground truth: from Scipion alignments %.4f, from the engine's STAR %.4f, "
+          "transposed rotations %.4f" % (cc, cc_engine, cc_wrong))
+    assert cc > 0.6 and abs(cc - cc_engine) < 0.005
+    assert cc_wrong < 0.4 and cc - cc_wrong > 0.3
 
 
 def test_montage_viewer(project, simulation):
@@ -191,27 +215,94 @@ def test_validate_rejects_odd_box_and_missing_file(project):
     assert "must be even" in errors and "not found: /nonexistent/model.pdb" in errors
 
 
-def test_denoise_keeps_ids_alignment_ctf_and_sampling(project, plugin, simulation):
-    from genem_scipion.protocols import ProtGenemDenoise
+def _engine(plugin, *args):
+    """Run the engine's CLI directly (test set-up only), as the protocols do."""
+    env = dict(plugin.getEnviron())
+    proc = subprocess.run([os.environ["GENEM_PYTHON"], "-m", "genem", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_denoiser(plugin, simulation, tmp_path_factory):
+    """A denoising model trained for a few steps on the simulation (the engine's own tests check learning)."""
     if not plugin.engineHasCommand("denoise", "apply"):
         pytest.skip("the GenEM engine has no 'denoise apply' command yet")
-    prot = project.newProtocol(ProtGenemDenoise, objLabel="denoise", useGpu=False)
+    model = tmp_path_factory.mktemp("denoiser") / "model"
+    _engine(plugin, "denoise", "train", "--data", os.path.abspath(simulation._getExtraPath("dataset")),
+            "--out", model, "--steps", 3, "--post-steps", 2, "--batch-size", 4, "--crop", 32, "--channels", 8,
+            "--post-channels", 8, "--sample-steps", 2, "--checkpoint-every", 1000, "--no-progress")
+    return model
+
+
+def test_denoise_keeps_ids_alignment_ctf_and_sampling(project, plugin, simulation, tiny_denoiser):
+    from pwem.objects import SetOfParticles
+    from genem_scipion.protocols import ProtGenemDenoise
+    import mrcfile
+    prot = project.newProtocol(ProtGenemDenoise, objLabel="denoise", modelFile=str(tiny_denoiser), useGpu=False)
     prot.inputParticles.set(simulation)
     prot.inputParticles.setExtended("outputParticles")
     prot = _launch(project, prot)
     assert prot.isFinished(), prot.getErrorMessage()
     inp, out = simulation.outputParticles, prot.outputParticles
+    assert isinstance(out, SetOfParticles)
     assert out.getSize() == inp.getSize() and out.getSamplingRate() == inp.getSamplingRate()
-    assert out.getAlignment() == inp.getAlignment() and out.hasCTF()
+    assert out.getAlignment() == inp.getAlignment() and out.hasCTF() and out.getXDim() == inp.getXDim()
     for a, b in zip(inp.iterItems(orderBy="id"), out.iterItems(orderBy="id")):
         assert a.getObjId() == b.getObjId()
         np.testing.assert_allclose(a.getTransform().getMatrix(), b.getTransform().getMatrix())
-        assert a.getCTF().getDefocusU() == b.getCTF().getDefocusU()
-        assert os.path.exists(b.getFileName()) and b.getFileName() != a.getFileName()
+        assert (a.getCTF().getDefocusU(), a.getCTF().getDefocusAngle()) == \
+            (b.getCTF().getDefocusU(), b.getCTF().getDefocusAngle())
+        assert os.path.abspath(b.getFileName()) != os.path.abspath(a.getFileName())
+    # the output points at the engine's new images, not at the input's
+    last = out.getLastItem() if hasattr(out, "getLastItem") else list(out.iterItems(orderBy="id"))[-1]
+    for item in (out.getFirstItem(), last):
+        src = inp[item.getObjId()]
+        with mrcfile.mmap(item.getFileName(), permissive=True) as m:
+            den = np.asarray(m.data[item.getIndex() - 1], dtype=float)
+        with mrcfile.mmap(src.getFileName(), permissive=True) as m:
+            raw = np.asarray(m.data[src.getIndex() - 1], dtype=float)
+        assert den.shape == raw.shape and np.all(np.isfinite(den)) and not np.allclose(den, raw)
+    from genem_scipion.viewers.viewer_montage import protocol_montage
+    assert os.path.getsize(protocol_montage(prot)) > 1000
 
 
-def test_translate_outputs(project, plugin, simulation):
+def test_translate_outputs(project, plugin, simulation, shared_data, tmp_path):
+    """Real micrographs imported the Scipion way + the simulation -> translated dataset with the simulation's
+    annotations (a few training steps: this checks the plumbing, the engine's tests check the learning)."""
+    from pwem.protocols import ProtImportMicrographs
     from genem_scipion.protocols import ProtGenemTranslate
     if not plugin.engineHasCommand("translate", "train"):
         pytest.skip("the GenEM engine has no 'translate train' command yet")
-    pytest.skip("translate protocol test pending the engine's translate CLI")
+    import mrcfile
+    # a 1536 px corner of the real EPU micrograph keeps the test quick (the engine resamples it to 3 A/px)
+    real = tmp_path / "epu_crop.mrc"
+    with mrcfile.mmap(str(shared_data / "micrographs" / "epu2.9_example.mrc"), permissive=True) as m:
+        crop = np.asarray(m.data[:1536, :1536], dtype=np.float32)
+    with mrcfile.new(str(real)) as m:
+        m.set_data(crop)
+        m.voxel_size = 0.667
+    imp = project.newProtocol(ProtImportMicrographs, objLabel="import real", filesPath=str(real.parent),
+                              filesPattern=real.name, samplingRate=0.667, voltage=300.0,
+                              sphericalAberration=2.7, amplitudeContrast=0.1)
+    imp = _launch(project, imp)
+    assert imp.isFinished(), imp.getErrorMessage()
+    prot = project.newProtocol(ProtGenemTranslate, objLabel="translate", trainSteps=2, tileSize=64, batchSize=2,
+                               useGpu=False)
+    prot.inputMicrographs.set(imp)
+    prot.inputMicrographs.setExtended("outputMicrographs")
+    prot.inputSimulation.set(simulation)
+    assert prot.validate() == []
+    prot = _launch(project, prot)
+    assert prot.isFinished(), prot.getErrorMessage()
+    sim_parts, parts = simulation.outputParticles, prot.outputParticles
+    assert prot.outputMicrographs.getSize() == N_MICS
+    assert prot.outputMicrographs.getSamplingRate() == pytest.approx(PIXEL_A)
+    assert parts.getSize() == sim_parts.getSize() and parts.getSamplingRate() == pytest.approx(PIXEL_A)
+    for a, b in zip(sim_parts.iterItems(orderBy="id"), parts.iterItems(orderBy="id")):
+        assert a.getObjId() == b.getObjId()
+        np.testing.assert_allclose(a.getTransform().getMatrix(), b.getTransform().getMatrix(), atol=1e-6)
+        assert a.getCTF().getDefocusU() == pytest.approx(b.getCTF().getDefocusU())
+    for a, b in zip(simulation.outputMicrographs.iterItems(orderBy="id"),
+                    prot.outputMicrographs.iterItems(orderBy="id")):
+        assert a.getMicName() == b.getMicName() and os.path.abspath(a.getFileName()) != os.path.abspath(b.getFileName())
