@@ -165,3 +165,16 @@ def test_translate_rejects_a_folder_that_is_not_a_simulation(project):
     job = _job(translate.SPEC, ["--o", "External/job002/", "--in_mics", "Real/mics.star"])
     with pytest.raises(J.GenemInputError, match="exactly one of simulated"):
         translate.simulated_dataset(job)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_docs_list_every_parameter_label(name):
+    """docs/relion.md documents each program's parameter labels in its own section."""
+    text = (ROOT / "docs" / "relion.md").read_text()
+    start = text.index(f"### genem-relion-{name}")
+    end = text.find("\n### ", start + 1)
+    section = text[start:end if end > 0 else None]
+    for p in PROGRAMS[name].SPEC.all_params:
+        assert f"| `{p.label}` |" in section, p.label
+    for k in PROGRAMS[name].SPEC.inputs:
+        assert f"--{k}" in section
