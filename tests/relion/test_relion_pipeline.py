@@ -216,7 +216,7 @@ def test_translate_job_gives_real_noise_to_a_simulation(project, simulated, shar
         {"rlnMicrographName": ["Real/mic1.mrc"], "rlnOpticsGroup": [1]})})
     exe = write_wrapper(project.bin, "genem_relion.translate")
     job = project.add_external(exe, inputs={"in_mic": "Real/micrographs.star"}, threads=2, params={
-        "simulated": sim, "steps": 2, "tile": 64, "batch_size": 1, "max_micrographs": 1})
+        "simulated": sim, "steps": 1, "tile": 64, "batch_size": 1, "max_micrographs": 1})
     before = project.snapshot()
     assert project.run(job, timeout=600) == "finished", (project.root / job / "run.err").read_text()
     assert set(project.output_nodes(job).values()) == {1, 2, 3, 6}

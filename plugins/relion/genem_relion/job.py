@@ -848,8 +848,10 @@ def _supervise(spec: ProgramSpec, argv: list[str], out_dir: Path) -> int:
     sys.stderr.flush()
     child = subprocess.Popen([sys.executable, "-c", code, spec.module, *argv], env=env)
 
-    forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGTERM (a queue system, kill) is passed on; Ctrl-C already reaches the worker through the terminal's
+    # process group, so the supervisor only keeps waiting for it to finish and write its exit file
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum)),
+           signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
     grace = float(os.environ.get(_ABORT_GRACE_ENV, "60"))
     abort_seen = None
     try:
