@@ -164,7 +164,9 @@ def test_abort_request_ends_as_aborted_under_the_pipeliner(project):
     assert "aborted on request" in (project.root / job / "run.out").read_text()
 
 
-def test_denoise_job_keeps_every_column_and_relion_reads_the_images(project, simulated, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_denoiser(project, simulated, tmp_path_factory):
+    """A tiny model trained on the simulation's noisy/clean pairs (the adapter is under test, not the denoiser)."""
     from genem_relion.denoise import engine_available
 
     if not engine_available():
@@ -172,11 +174,15 @@ def test_denoise_job_keeps_every_column_and_relion_reads_the_images(project, sim
     from genem.restore.train import TrainConfig, train_denoiser
 
     sim, _, _ = simulated
-    # a tiny model trained on the simulation's noisy/clean pairs (the adapter is under test, not the denoiser)
-    model = train_denoiser([project.root / sim / "dataset"], tmp_path / "model",
+    model = train_denoiser([project.root / sim / "dataset"], tmp_path_factory.mktemp("model") / "model",
                            TrainConfig(steps=3, post_steps=0, batch_size=4, base_channels=8, checkpoint_every=3,
                                        sample_steps=2), progress=False)
-    model_dir = Path(model).parent if Path(model).is_file() else Path(model)
+    return Path(model).parent if Path(model).is_file() else Path(model)
+
+
+def test_denoise_job_keeps_every_column_and_relion_reads_the_images(project, simulated, tiny_denoiser):
+    sim, _, _ = simulated
+    model_dir = tiny_denoiser
     exe = write_wrapper(project.bin, "genem_relion.denoise")
     job = project.add_external(exe, inputs={"in_part": f"{sim}particles.star"},
                                params={"model": str(model_dir), "steps": 2, "batch_size": 16})
@@ -200,6 +206,22 @@ def test_denoise_job_keeps_every_column_and_relion_reads_the_images(project, sim
     assert r.returncode == 0, r.stderr[-2000:]
     stats = [ln for ln in r.stdout.splitlines() if "@" in ln and "Denoised" in ln]
     assert len(stats) == len(src["particles"]), r.stdout[-2000:]
+
+
+def test_denoise_job_on_micrographs(project, simulated, tiny_denoiser):
+    sim, _, _ = simulated
+    exe = write_wrapper(project.bin, "genem_relion.denoise")
+    job = project.add_external(exe, inputs={"in_mic": f"{sim}micrographs.star"},
+                               params={"model": str(tiny_denoiser), "steps": 1, "tile": 128})
+    assert project.run(job) == "finished", (project.root / job / "run.err").read_text()
+    out_star = f"{job}micrographs_denoised.star"
+    assert project.output_nodes(job) == {out_star: 1}
+    src, out = read_star(project.root / sim / "micrographs.star"), read_star(project.root / out_star)
+    pd.testing.assert_frame_equal(out["micrographs"].drop(columns="rlnMicrographName"),
+                                  src["micrographs"].drop(columns="rlnMicrographName"))
+    for a, b in zip(src["micrographs"]["rlnMicrographName"], out["micrographs"]["rlnMicrographName"]):
+        assert b.startswith(f"{job}Denoised/")
+        assert read_mrc(project.root / b)[0].shape == read_mrc(project.root / a)[0].shape
 
 
 def test_translate_job_gives_real_noise_to_a_simulation(project, simulated, shared_data):

@@ -871,8 +871,8 @@ def _supervise(spec: ProgramSpec, argv: list[str], out_dir: Path) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     present = [f for f in EXIT_FILES if (out_dir / f).exists()]
-    if len(present) == 1:
-        return rc
+    if len(present) == 1:  # the worker finished its job (even if it was killed just after): report that
+        return {EXIT_SUCCESS: RC_SUCCESS, EXIT_FAILURE: RC_FAILURE, EXIT_ABORTED: RC_ABORTED}[present[0]]
     if (out_dir / ABORT_NOW).exists():
         write_exit_file(out_dir, EXIT_ABORTED)
         print(f"{spec.name}: aborted on request (RELION_JOB_ABORT_NOW)", flush=True)
