@@ -54,8 +54,9 @@ def _run_plugin_tests(venv_python, tmp_path, *selection):
     return proc.returncode, out
 
 
-def test_conversion_in_scipion_venv(scipion_venv, tmp_path):
-    rc, out = _run_plugin_tests(scipion_venv, tmp_path, "genem_scipion/tests/test_convert.py")
+def test_conversion_and_plugin_in_scipion_venv(scipion_venv, tmp_path):
+    rc, out = _run_plugin_tests(scipion_venv, tmp_path, "genem_scipion/tests/test_convert.py",
+                                "genem_scipion/tests/test_plugin.py")
     assert rc == 0, out[-4000:]
     assert " passed" in out
 

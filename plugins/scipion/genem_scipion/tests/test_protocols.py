@@ -3,7 +3,6 @@
 Checks the outputs' sizes, sampling rates, ids and alignments, that the simulated particles' alignments taken back
 out of the Scipion set reconstruct (relion_reconstruct) to the ground-truth volume, and that bad input ends in
 Scipion's failed state with the engine's one-line error."""
-import configparser
 import json
 import os
 import shutil
@@ -36,49 +35,6 @@ def simulation(project, plugin):
     prot = _launch(project, prot)
     assert prot.isFinished(), "simulate failed: %s" % prot.getErrorMessage()
     return prot
-
-
-def test_plugin_is_registered_with_protocols_menu_and_citations():
-    import pwem
-    import genem_scipion
-    from genem_scipion import protocols
-    assert "genem_scipion" in pwem.Domain.getPlugins()
-    for name in ("ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise"):
-        assert pwem.Domain.findClass(name) is getattr(protocols, name)
-    conf = configparser.ConfigParser()
-    conf.optionxform = str
-    conf.read(os.path.join(os.path.dirname(genem_scipion.__file__), "protocols.conf"))
-    menu = json.loads(conf.get("PROTOCOLS", "Protocols SPA"))
-
-    def names(nodes):
-        for n in nodes:
-            if n.get("tag") == "protocol":
-                yield n["value"]
-            yield from names(n.get("children", []))
-    assert set(names(menu)) == {"ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise"}
-    bib = pwem.Domain.getPlugin("genem_scipion")._bibtex
-    assert "2312.02235" in bib["Zhang2023CryoGEM"]["journal"]
-    assert "2401.01097" in bib["Zhang2024Restoration"]["journal"]
-    assert set(protocols.ProtGenemDenoise._references) == {"Zhang2023CryoGEM", "Zhang2024Restoration"}
-
-
-def test_define_binaries_installs_engine_in_its_own_venv():
-    from genem_scipion import Plugin
-
-    class RecordingEnv:
-        def __init__(self):
-            self.packages = []
-
-        def addPackage(self, name, **kwargs):
-            self.packages.append((name, kwargs))
-
-    env = RecordingEnv()
-    Plugin.defineBinaries(env)
-    (name, kw), = env.packages
-    assert name == "genem" and kw["default"]
-    (cmd, target), = kw["commands"]
-    assert cmd.startswith("python3 -m venv venv") and "pip install" in cmd and "import genem" in cmd
-    assert target == "genem_installed" and cmd.endswith("touch genem_installed")
 
 
 def test_simulate_outputs(simulation):
