@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugins" / "scipion"
+SHARED_DATA = Path(os.environ.get("GENEM_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as tests/conftest.py
 VENV_PYTHON = Path(os.environ.get("GENEM_SCIPION_VENV", ROOT / ".venv-scipion")) / "bin" / "python"
 
 pytestmark = pytest.mark.scipion
@@ -37,7 +38,6 @@ def scipion_venv():
 
 
 def _run_plugin_tests(venv_python, tmp_path, *selection):
-    from conftest import SHARED_DATA
     env = dict(os.environ)
     for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
         env.pop(var, None)
