@@ -6,6 +6,8 @@
 # scipion-em pins scipy and mrcfile; the plugin calls the engine's python through GENEM_PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# like .ci/run's RELION step: a failed install warns, and the Scipion tests then skip with the reason
+trap 'echo "warning: Scipion environment setup failed (line $LINENO); Scipion tests will skip" >&2; exit 0' ERR
 VENV="${GENEM_SCIPION_VENV:-.venv-scipion}"
 PYWORKFLOW=3.11.7
 PWEM=3.11.1
