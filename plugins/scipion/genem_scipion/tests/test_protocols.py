@@ -53,6 +53,9 @@ def test_simulate_outputs(simulation):
     assert parts.getXDim() == BOX and parts.getAlignment() == ALIGN_PROJ and parts.hasCTF()
     assert [p.getObjId() for p in parts.iterItems(orderBy="id")] == list(range(1, n + 1))
     assert vol.getSamplingRate() == pytest.approx(PIXEL_A) and os.path.exists(vol.getFileName())
+    summary, methods = " ".join(prot.summary()), " ".join(prot.methods())
+    assert "%d particles" % n in summary and "2 micrographs" in summary, summary
+    assert "GenEM" in methods and "%d particles" % n in methods, methods
 
     # every value against the engine's own STAR files
     dataset = prot._getExtraPath("dataset")
