@@ -58,7 +58,7 @@ def embed_noise_level(level: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _norm(c: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, c), c)
+    return nn.GroupNorm(math.gcd(8, c), c)
 
 
 class ResBlock(nn.Module):

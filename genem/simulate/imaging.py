@@ -3,9 +3,11 @@
 phase(x)   = sigma_e * sum_i V_proj,i(x - x_i)               (sigma_e: interaction constant, V_proj in V*A)
 contrast   = F^-1[ CTF_i . F{phase_i} ] per particle, in a padded box so each particle has its own defocus
              (micrograph defocus + its height), plus the ice's random phase through the micrograph CTF
-intensity  = T_ice(x) * (1 - 2 contrast)                       (1 = vacuum; T_ice = exp(-t / mfp))
-poisson:   clean = dose * pixel_area * (intensity (x) MTF),  noisy = Poisson(clean)
-snr:       clean = intensity,  noisy = clean + N(0, s^2),  s^2 = var(particle signal inside masks) / SNR
+clean      = T_ice(x) * (1 - 2 particle contrast)              (1 = vacuum; T_ice = exp(-t / mfp))
+full       = clean - 2 T_ice(x) ice contrast                    (the ice's structure is noise: not in clean)
+poisson:   clean = dose * pixel_area * (clean (x) MTF),  noisy = Poisson(dose * pixel_area * (full (x) MTF))
+snr:       noisy = full + N(0, s^2),  s^2 = var(particle signal inside masks) / SNR
+none:      noisy = clean
 """
 from __future__ import annotations
 
@@ -122,31 +124,33 @@ def image_micrograph(rng: np.random.Generator, *, shape, pixel_size_A: float, pr
             paste(contrast, c[j], ix[k], iy[k])
             pm = p[j] > mask_threshold * p[j].max()
             paste(mask, pm, ix[k], iy[k], op="label", value=k + 1)
-    particle_contrast = contrast.copy()
-    # ice: random phase whose variance grows with thickness, imaged with the micrograph's CTF
-    if ice_phase_sd_rad_per_sqrt_nm > 0 and float(ice_nm.max()) > 0:
+    # ice: random phase whose variance grows with thickness, imaged with the micrograph's CTF. It is structured
+    # noise: part of the noisy micrograph, not of the clean one (nor of noise_mode "none")
+    ice_contrast = None
+    if ice_phase_sd_rad_per_sqrt_nm > 0 and float(ice_nm.max()) > 0 and noise_mode != "none":
         phase = ice_phase_sd_rad_per_sqrt_nm * np.sqrt(ice_nm) * gaussian_random_field_2d(rng, (h, w), 0.7)
         ctf = compute_ctf_2d(mic_ctf, (h, w), pixel_size_A).numpy()
-        f = np.fft.rfft2(phase) * ctf
-        contrast += np.fft.irfft2(f, s=(h, w)).astype(np.float32)
+        ice_contrast = np.fft.irfft2(np.fft.rfft2(phase) * ctf, s=(h, w)).astype(np.float32)
     T = transmission_from_thickness(ice_nm, ice_mfp_nm).astype(np.float32)
-    intensity = T * (1.0 - 2.0 * contrast)
-    signal = -2.0 * T * particle_contrast
+    clean_intensity = T * (1.0 - 2.0 * contrast)
+    full_intensity = clean_intensity if ice_contrast is None else clean_intensity - 2.0 * T * ice_contrast
+    signal = -2.0 * T * contrast
     inside = mask > 0
     sig_var = float(signal[inside].var()) if inside.any() else float(signal.var())
     if mtf is not None:
-        intensity = apply_mtf(intensity, *mtf)
+        clean_intensity = apply_mtf(clean_intensity, *mtf)
+        full_intensity = clean_intensity if ice_contrast is None else apply_mtf(full_intensity, *mtf)
     if noise_mode == "poisson":
-        clean = expected_counts(intensity, dose_e_per_A2, pixel_size_A)
-        noisy = sample_shot_noise(rng, clean)
+        clean = expected_counts(clean_intensity, dose_e_per_A2, pixel_size_A)
+        noisy = sample_shot_noise(rng, expected_counts(full_intensity, dose_e_per_A2, pixel_size_A))
         noise_sd = float(np.sqrt(clean.mean()))
         sig_var *= (dose_e_per_A2 * pixel_size_A ** 2) ** 2
     elif noise_mode == "snr":
-        clean = intensity.astype(np.float32)
+        clean = clean_intensity.astype(np.float32)
         noise_sd = float(np.sqrt(sig_var / snr)) if sig_var > 0 else 1.0
-        noisy = (clean + rng.normal(0.0, noise_sd, size=clean.shape)).astype(np.float32)
+        noisy = (full_intensity + rng.normal(0.0, noise_sd, size=clean.shape)).astype(np.float32)
     else:
-        clean = intensity.astype(np.float32)
+        clean = clean_intensity.astype(np.float32)
         noisy = clean.copy()
         noise_sd = 0.0
     return MicrographImage(noisy.astype(np.float32), clean.astype(np.float32), mask, ice_nm.astype(np.float32),

@@ -15,5 +15,7 @@ def cli_env() -> dict:
     return env
 
 
-def run_cli(args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], env=cli_env(), capture_output=True, text=True, **kw)
+def run_cli(args, *, env_update=None, **kw) -> subprocess.CompletedProcess:
+    env = cli_env()
+    env.update(env_update or {})
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, **kw)

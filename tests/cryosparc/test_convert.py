@@ -1,5 +1,4 @@
 """STAR <-> cryoSPARC .cs conversion (genem_cryosparc.convert): conventions checked against real cryoSPARC files."""
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -12,8 +12,6 @@ from genem_cryosparc.offline import export_dataset, import_particles
 
 from genem_cs_helpers import run_cli
 
-yaml = pytest.importorskip("yaml")
-
 
 def test_simulator_writes_particles_cs_matching_its_star(sim_dataset):
     optics, parts = read_particles_star(sim_dataset / "particles.star")
@@ -25,6 +23,7 @@ def test_simulator_writes_particles_cs_matching_its_star(sim_dataset):
 
 
 def test_export_writes_import_result_group(sim_dataset, tmp_path):
+    yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the .csg the way cryoSPARC does")
     out = tmp_path / "export"
     res = export_dataset(sim_dataset, out)
     optics, parts = read_particles_star(sim_dataset / "particles.star")

@@ -10,10 +10,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _support import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugins" / "scipion"
-SHARED_DATA = Path(os.environ.get("GENEM_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as tests/conftest.py
 VENV_PYTHON = Path(os.environ.get("GENEM_SCIPION_VENV", ROOT / ".venv-scipion")) / "bin" / "python"
 
 pytestmark = pytest.mark.scipion

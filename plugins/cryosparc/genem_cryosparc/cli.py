@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate a simulated dataset's noise; outputs particles + micrographs")
     _add_online_common(p)
-    p.add_argument("--model", required=True, help="GenEM translation model")
+    p.add_argument("--model", required=True, help="model folder written by `genem translate train`")
     p.add_argument("--dataset", required=True, help="local GenEM simulated dataset folder to translate")
     p.add_argument("--engine-args", nargs=argparse.REMAINDER, default=[],
                    help="further options for `genem translate apply` (last on the line)")
@@ -106,6 +106,14 @@ def main(argv=None) -> int:
     except GenemInputError as e:
         print(f"genem-cryosparc: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from .external import EngineError
+
+        if not isinstance(e, EngineError):
+            raise
+        lines = str(e).splitlines()
+        print(f"genem-cryosparc: error: {lines[0]}: {lines[-1] if len(lines) > 1 else ''}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("genem-cryosparc: interrupted", file=sys.stderr)
         return 130
