@@ -426,6 +426,7 @@ class RelionJob:
         """Progress lines for an engine call that reports nothing itself: a thread polls ``count()`` (e.g. files
         written so far) while the block runs."""
         stop = threading.Event()
+        self._stage_t0[unit] = time.monotonic()
 
         def loop():
             last = None
@@ -445,6 +446,19 @@ class RelionJob:
         finally:
             stop.set()
             t.join(timeout=5)
+
+    @contextlib.contextmanager
+    def progress_from_tqdm(self, what: str = "engine"):
+        """While the block runs, an engine call's tqdm bars (written to sys.stderr) become progress lines in
+        run.out, and other stderr text still reaches run.err; an abort request raises JobAborted at the next
+        update of a bar."""
+        stream = _TqdmRelay(self, what)
+        old, sys.stderr = sys.stderr, stream
+        try:
+            yield
+        finally:
+            sys.stderr = old
+            stream.flush_rest()
 
     def _progress_line(self, done: int, total: int, unit: str) -> None:
         now = time.monotonic()
@@ -534,6 +548,50 @@ class RelionJob:
         print(piece, file=sys.stderr, flush=True)
         if "error" in piece.lower():
             last_error.append(re.sub(r"^genem: error: ", "", piece.strip()))
+
+
+class _TqdmRelay:
+    """A text stream standing in for sys.stderr that turns tqdm updates into RelionJob progress lines."""
+
+    def __init__(self, job: RelionJob, what: str):
+        self.job, self.what, self.buf, self.errors = job, what, "", []
+        self.target = sys.stderr
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        while True:
+            m = re.search(r"[\r\n]", self.buf)
+            if not m:
+                break
+            piece, self.buf = self.buf[: m.start()], self.buf[m.end():]
+            self._piece(piece)
+        return len(text)
+
+    def _piece(self, piece: str) -> None:
+        if not piece.strip():
+            return
+        m = RelionJob._TQDM.search(piece)
+        if m:
+            desc = (m.group("desc") or self.what).strip() or self.what
+            self.job.progress(int(m.group("n")), int(m.group("total")), desc)
+        else:
+            print(piece, file=self.target, flush=True)
+
+    def flush(self) -> None:
+        pass
+
+    def flush_rest(self) -> None:
+        rest, self.buf = self.buf, ""
+        try:
+            self._piece(rest)
+        except JobAborted:
+            pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self):
+        return self.target.fileno()
 
 
 def _has_fileno(stream) -> bool:
@@ -790,8 +848,10 @@ def _supervise(spec: ProgramSpec, argv: list[str], out_dir: Path) -> int:
     sys.stderr.flush()
     child = subprocess.Popen([sys.executable, "-c", code, spec.module, *argv], env=env)
 
-    forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGTERM (a queue system, kill) is passed on; Ctrl-C already reaches the worker through the terminal's
+    # process group, so the supervisor only keeps waiting for it to finish and write its exit file
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum)),
+           signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
     grace = float(os.environ.get(_ABORT_GRACE_ENV, "60"))
     abort_seen = None
     try:
