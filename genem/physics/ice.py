@@ -13,18 +13,37 @@ from scipy.cluster.vq import kmeans2
 
 
 def gaussian_random_field_2d(rng: np.random.Generator, shape, correlation_px: float) -> np.ndarray:
-    """Zero-mean, unit-variance smooth random field with a Gaussian correlation length (pixels)."""
-    white = rng.standard_normal(shape)
+    """Zero-mean, unit-variance smooth random field with a Gaussian correlation length (pixels).
+
+    White noise filtered by exp(-2 pi^2 c^2 k^2) (c = ``correlation_px``, k in cycles per pixel). For c >= 8 px the
+    filter leaves nothing (< 1e-30) beyond 1/(2 f) cycles/px with f = c // 4, so the field is drawn on a grid f
+    times coarser and interpolated exactly (zero-padded spectrum): the same statistics, a fraction of the work.
+    """
+    h, w = int(shape[0]), int(shape[1])
     if correlation_px <= 0:
-        return white.astype(np.float32)
-    f = np.fft.rfft2(white)
-    ky = np.fft.fftfreq(shape[0])[:, None]
-    kx = np.fft.rfftfreq(shape[1])[None, :]
-    f *= np.exp(-2 * (np.pi * correlation_px) ** 2 * (kx ** 2 + ky ** 2))
-    g = np.fft.irfft2(f, s=shape)
+        return rng.standard_normal((h, w)).astype(np.float32)
+    import torch  # float32 FFTs: several times faster than numpy's float64 ones on micrograph-sized fields
+
+    f = int(correlation_px // 4) if correlation_px >= 8 else 1
+    hc, wc = -(-h // f), -(-w // f)
+    white = torch.from_numpy(rng.standard_normal((hc, wc)).astype(np.float32))
+    spec = torch.fft.rfft2(white)
+    ky = torch.fft.fftfreq(hc, d=f, dtype=torch.float64)[:, None]  # cycles per (fine) pixel
+    kx = torch.fft.rfftfreq(wc, d=f, dtype=torch.float64)[None, :]
+    spec *= torch.exp(-2 * (np.pi * correlation_px) ** 2 * (kx ** 2 + ky ** 2)).to(torch.float32)
+    if f > 1:
+        H, W = hc * f, wc * f
+        big = torch.zeros((H, W // 2 + 1), dtype=spec.dtype)
+        hp = (hc + 1) // 2
+        big[:hp, : wc // 2 + 1] = spec[:hp]
+        big[H - (hc - hp):, : wc // 2 + 1] = spec[hp:]
+        g = torch.fft.irfft2(big, s=(H, W))[:h, :w]
+    else:
+        g = torch.fft.irfft2(spec, s=(h, w))
+    g = g.to(torch.float64)
     g -= g.mean()
-    sd = g.std()
-    return (g / sd if sd > 0 else g).astype(np.float32)
+    sd = float(g.std())
+    return (g / sd if sd > 0 else g).to(torch.float32).numpy()
 
 
 def random_ice_thickness_nm(rng, shape, mean_nm: float, sd_nm: float, correlation_px: float) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import requires_relion
+from _support import requires_relion
 from genem.io import read_mrc, read_star, write_mrc, write_star
 from genem_relion import job as J
 from relion_project import RelionProject, write_wrapper
