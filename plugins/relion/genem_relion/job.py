@@ -519,42 +519,24 @@ class RelionJob:
     _TQDM = re.compile(r"(?:(?P<desc>[^:|\r\n]*):\s*)?\s*\d+%\|.*?\|\s*(?P<n>\d+)/(?P<total>\d+)")
 
     def _relay_stderr(self, stream, what, last_error):
-        buf = ""
+        relay = _TqdmRelay(self, what, in_thread=True)
         while True:
             chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
             if not chunk:
                 break
-            buf += chunk.decode(errors="replace")
-            while True:
-                m = re.search(r"[\r\n]", buf)
-                if not m:
-                    break
-                piece, buf = buf[: m.start()], buf[m.end():]
-                self._relay_piece(piece, what, last_error)
-        if buf:
-            self._relay_piece(buf, what, last_error)
-
-    def _relay_piece(self, piece, what, last_error):
-        if not piece.strip():
-            return
-        m = self._TQDM.search(piece)
-        if m:
-            desc = (m.group("desc") or what).strip() or what
-            try:
-                self.progress(int(m.group("n")), int(m.group("total")), desc)
-            except JobAborted:
-                self._abort.set()
-            return
-        print(piece, file=sys.stderr, flush=True)
-        if "error" in piece.lower():
-            last_error.append(re.sub(r"^genem: error: ", "", piece.strip()))
+            relay.write(chunk.decode(errors="replace"))
+        relay.flush_rest()
+        last_error.extend(relay.errors)
 
 
 class _TqdmRelay:
-    """A text stream standing in for sys.stderr that turns tqdm updates into RelionJob progress lines."""
+    """A text stream standing in for stderr that turns tqdm updates into RelionJob progress lines, passes other
+    lines on to the real stderr and remembers those that report an error. ``in_thread``: used by a reader thread,
+    where an abort request only sets the job's flag (the main thread raises)."""
 
-    def __init__(self, job: RelionJob, what: str):
-        self.job, self.what, self.buf, self.errors = job, what, "", []
+    def __init__(self, job: RelionJob, what: str, *, in_thread: bool = False):
+        self.job, self.what, self.in_thread = job, what, in_thread
+        self.buf, self.errors = "", []
         self.target = sys.stderr
 
     def write(self, text: str) -> int:
@@ -573,9 +555,16 @@ class _TqdmRelay:
         m = RelionJob._TQDM.search(piece)
         if m:
             desc = (m.group("desc") or self.what).strip() or self.what
-            self.job.progress(int(m.group("n")), int(m.group("total")), desc)
-        else:
-            print(piece, file=self.target, flush=True)
+            try:
+                self.job.progress(int(m.group("n")), int(m.group("total")), desc)
+            except JobAborted:
+                self.job._abort.set()
+                if not self.in_thread:
+                    raise
+            return
+        print(piece, file=self.target, flush=True)
+        if "error" in piece.lower():
+            self.errors.append(re.sub(r"^genem: error: ", "", piece.strip()))
 
     def flush(self) -> None:
         pass
