@@ -26,12 +26,14 @@ from .train import load_training_pairs
 def score(pred: torch.Tensor, clean: torch.Tensor, pixel_size_A: float) -> dict:
     f = frc(pred, clean).mean(0)
     box = clean.shape[-1]
-    below = torch.nonzero(f < 0.5)
-    k = int(below[0]) if len(below) else len(f) - 1
-    return {"psnr_dB": round(float(psnr(pred, clean).mean()), 3),
+    below = torch.nonzero(f[1:] < 0.143)
+    k = int(below[0]) + 1 if len(below) else len(f) - 1
+    return {"frc_mean_low": round(float(f[1:box // 8 + 1].mean()), 4),
+            "frc_mean_mid": round(float(f[box // 8 + 1:box // 4 + 1].mean()), 4),
+            "frc_0.143_resolution_A": round(box * pixel_size_A / max(k, 1), 2),
+            "psnr_dB": round(float(psnr(pred, clean).mean()), 3),
             "psnr_sem_dB": round(float(psnr(pred, clean).std() / np.sqrt(len(clean))), 3),
             "ssim": round(float(ssim(pred, clean).mean()), 4),
-            "frc_0.5_resolution_A": round(box * pixel_size_A / max(k, 1), 2),
             "frc_curve": [round(float(v), 4) for v in f]}
 
 
@@ -55,6 +57,8 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
     M = res["methods"]
     imgs = {"noisy": noisy}
     M["noisy"] = score(noisy, clean, px)
+    # the trivial estimate (all zeros = the background mean): what a method that removes everything scores
+    M["zero"] = {k: v for k, v in score(torch.zeros_like(clean) + 1e-6 * noisy, clean, px).items()}
     sigma, lp = best_gaussian_lowpass(noisy, clean)
     M["gaussian_lowpass_best"] = {**score(lp, clean, px), "sigma_px": sigma}
     imgs["low-pass"] = lp
@@ -94,9 +98,8 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
     if compare_steps:
         c, res["seconds"][f"ddim{compare_steps}"] = run(steps=compare_steps, postprocess=False)
         M[f"diffusion_ddim{compare_steps}"] = score(c, clean, px)
-        if model.postprocess is not None:
-            c2, _ = run(steps=compare_steps, postprocess=True)
-            M[f"diffusion_ddim{compare_steps}+post"] = score(c2, clean, px)
+        M[f"diffusion_ddim{compare_steps}"]["delta_vs_default_steps_dB"] = round(
+            M[f"diffusion_ddim{steps}"]["psnr_dB"] - M[f"diffusion_ddim{compare_steps}"]["psnr_dB"], 3)
     imgs["clean"] = clean
     best = max((k for k in M if k.startswith("diffusion")), key=lambda k: M[k]["psnr_dB"])
     base = max(M["gaussian_lowpass_best"]["psnr_dB"], M.get("topaz_unet_L2_best_gain", {}).get("psnr_dB", -1e9))
