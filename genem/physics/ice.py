@@ -40,10 +40,9 @@ def gaussian_random_field_2d(rng: np.random.Generator, shape, correlation_px: fl
         g = torch.fft.irfft2(big, s=(H, W))[:h, :w]
     else:
         g = torch.fft.irfft2(spec, s=(h, w))
-    g = g.to(torch.float64)
     g -= g.mean()
     sd = float(g.std())
-    return (g / sd if sd > 0 else g).to(torch.float32).numpy()
+    return (g / sd if sd > 0 else g).numpy()
 
 
 def random_ice_thickness_nm(rng, shape, mean_nm: float, sd_nm: float, correlation_px: float) -> np.ndarray:

@@ -70,7 +70,8 @@ def patch_sizes(box: int, delocalisation: int = 0) -> tuple[int, int]:
 
 
 def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray, frac_shift_px: np.ndarray,
-                             ctfs: list[CTFParams], pixel_size_A: float, voltage_kV: float, *, batch: int = 64):
+                             ctfs: list[CTFParams], pixel_size_A: float, voltage_kV: float, *, batch: int = 64,
+                             patch_px: int | None = None):
     """Per-particle contrast patches (n, P, P) with their own CTFs, and CTF-free projections (n, M, M) for masks.
 
     Patches are centred at P//2 (and M//2) and already shifted by the sub-pixel part of each particle's position.
@@ -78,6 +79,7 @@ def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray,
     band-limited image on the P grid for a fraction of the slice sampling, and the mask projection for free.
     """
     M, P = patch_sizes(projector.box, delocalisation_px(list(ctfs), pixel_size_A))
+    P = max(P, patch_px or 0)
     sigma = interaction_constant_rad_per_V_A(voltage_kV)
     n = len(euler_deg)
     out_c = np.empty((n, P, P), dtype=np.float32)
@@ -105,8 +107,11 @@ def _ice_phase_contrast(rng: np.random.Generator, ice_nm: np.ndarray, sd_rad_per
     The same model as ``gaussian_random_field_2d`` + CTF, in float32 torch FFTs.
     """
     h, w = ice_nm.shape
-    white = torch.from_numpy(rng.standard_normal((h, w), dtype=np.float32))
-    f = torch.fft.rfft2(white)
+    # the transform of real white noise is white complex Gaussian noise: draw it in Fourier space (one FFT fewer;
+    # the field is normalised below, so its scale does not matter)
+    wc = w // 2 + 1
+    f = torch.complex(torch.from_numpy(rng.standard_normal((h, wc), dtype=np.float32)),
+                      torch.from_numpy(rng.standard_normal((h, wc), dtype=np.float32)))
     ky = torch.fft.fftfreq(h, dtype=torch.float32)[:, None]
     kx = torch.fft.rfftfreq(w, dtype=torch.float32)[None, :]
     f.mul_(torch.exp(-2 * (np.pi * correlation_px) ** 2 * (kx * kx + ky * ky)))
@@ -177,12 +182,16 @@ def image_micrograph(rng: np.random.Generator, *, shape, pixel_size_A: float, pr
         sel = np.nonzero(specimen.structure == sidx)[0]
         if len(sel) == 0:
             continue
-        c, p = render_particle_contrast(proj, specimen.euler_deg[sel], frac[sel], [particle_ctfs[k] for k in sel],
-                                        pixel_size_A, mic_ctf.voltage_kV)
-        pm = p > mask_threshold * p.max(axis=(1, 2), keepdims=True)
-        for j, k in enumerate(sel):
-            paste(contrast, c[j], ix[k], iy[k])
-            paste(mask, pm[j], ix[k], iy[k], op="label", value=k + 1)
+        ctfs = [particle_ctfs[k] for k in sel]
+        _, P = patch_sizes(proj.box, delocalisation_px(ctfs, pixel_size_A))  # one patch size for the micrograph
+        for s in range(0, len(sel), 64):  # stream the patches: memory stays at one batch of P x P patches
+            part = sel[s:s + 64]
+            c, p = render_particle_contrast(proj, specimen.euler_deg[part], frac[part], ctfs[s:s + 64],
+                                            pixel_size_A, mic_ctf.voltage_kV, patch_px=P)
+            pm = p > mask_threshold * p.max(axis=(1, 2), keepdims=True)
+            for j, k in enumerate(part):
+                paste(contrast, c[j], ix[k], iy[k])
+                paste(mask, pm[j], ix[k], iy[k], op="label", value=k + 1)
     T = torch.from_numpy(np.asarray(ice_nm, dtype=np.float32)).mul(-1.0 / ice_mfp_nm).exp_().numpy()  # exp(-t/mfp)
     # the particles' signal -2 T contrast, measured inside the masks
     inside = mask > 0

@@ -27,6 +27,7 @@ from genem.physics.ctf import CTFParams
 from genem.physics.ctf_batch import compute_ctf_2d_batch
 from genem.physics.projection import FourierProjector, phase_shift_rfft2
 from genem.physics.rotations import euler_to_matrix_relion
+from genem.simulate.imaging import _good_fft_size
 
 NOISE_MODES = ("none", "gaussian", "snr", "poisson")
 
@@ -84,12 +85,25 @@ def render_clean_stack(projector: FourierProjector, euler_deg, ctfs: list[CTFPar
     shifts = np.zeros((n, 2)) if shifts_px is None else np.asarray(shifts_px, dtype=np.float64).reshape(n, 2)
     factor = 2.0 * interaction_constant_rad_per_V_A(voltage_kV)
     R_all = euler_to_matrix_relion(eul[:, 0], eul[:, 1], eul[:, 2])
+    # a volume smaller than the box is sampled on its own (even, FFT-friendly) grid M and zero-padded to the box:
+    # the same band-limited image for (M/box)^2 of the slice sampling
+    m = min(box, 2 * _good_fft_size((projector.box + 1) // 2))
+    o = box // 2 - m // 2
     out = torch.empty((n, box, box), dtype=torch.float32)
     for s in range(0, n, batch):
         e = min(n, s + batch)
-        spec = projector.project_rfft(torch.as_tensor(R_all[s:e], dtype=torch.float32), box)
-        # shifting by box/2 more centres the image at box//2 (an exact fftshift for an even box)
-        ph = phase_shift_rfft2(shifts[s:e] + box // 2, box, device=spec.device)
+        R = torch.as_tensor(R_all[s:e], dtype=torch.float32)
+        if m < box:
+            spec_m = projector.project_rfft(R, m)
+            spec_m.mul_(phase_shift_rfft2(np.full((e - s, 2), m // 2), m, device=spec_m.device))  # centre at m//2
+            padded = spec_m.real.new_zeros((e - s, box, box))
+            padded[:, o:o + m, o:o + m] = torch.fft.irfft2(spec_m, s=(m, m))
+            spec = torch.fft.rfft2(padded)  # centred at box//2 in real space
+            ph = phase_shift_rfft2(shifts[s:e], box, device=spec.device)
+        else:
+            spec = projector.project_rfft(R, box)
+            # shifting by box/2 more centres the image at box//2 (an exact fftshift for an even box)
+            ph = phase_shift_rfft2(shifts[s:e] + box // 2, box, device=spec.device)
         spec.mul_(ph)
         if ctfs is not None:
             ctf = compute_ctf_2d_batch(ctfs[s:e], (box, box), projector.pixel_size_A, device=spec.device)

@@ -73,10 +73,22 @@ def test_stack_renderer_equals_plain_formula():
     box = 48
     got = render_clean_stack(proj, eul, ctfs, box_px=box, shifts_px=shifts, batch=2).numpy()
     R = torch.as_tensor(euler_to_matrix_relion(eul[:, 0], eul[:, 1], eul[:, 2]), dtype=torch.float32)
-    spec = proj.project_rfft(R, box) * phase_shift_rfft2(shifts, box) * compute_ctf_2d(ctfs, (box, box), 2.0)
-    ref = 2 * interaction_constant_rad_per_V_A(300.0) * torch.fft.fftshift(torch.fft.irfft2(spec, s=(box, box)),
-                                                                           dim=(-2, -1)).numpy()
-    assert np.allclose(got, ref, atol=1e-5 * np.abs(ref).max())
+    sigma2 = 2 * interaction_constant_rad_per_V_A(300.0)
+
+    def plain(projector):
+        spec = projector.project_rfft(R, box) * phase_shift_rfft2(shifts, box) * compute_ctf_2d(ctfs, (box, box), 2.0)
+        return sigma2 * torch.fft.fftshift(torch.fft.irfft2(spec, s=(box, box)), dim=(-2, -1)).numpy()
+
+    # a volume in a box as large as the images: sampled on the image grid directly, exactly the plain formula
+    big = np.zeros((box,) * 3, np.float32)
+    big[8:40, 8:40, 8:40] = vol
+    ref = plain(FourierProjector(big, 2.0))
+    assert np.allclose(render_clean_stack(FourierProjector(big, 2.0), eul, ctfs, box_px=box, shifts_px=shifts).numpy(),
+                       ref, atol=1e-5 * np.abs(ref).max())
+    # the small volume: sampled on its own grid and zero-padded, the same image up to trilinear interpolation error
+    for a, b in zip(got, ref):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+        assert np.abs(a - b).max() < 0.1 * np.abs(b).max()
 
 
 def test_particle_patches_equal_the_plain_formula():
@@ -143,4 +155,4 @@ def test_crop_to_support_keeps_the_images():
     ctfs = [CTFParams(12000, 11000, 40)] * 3
     a = render_clean_stack(FourierProjector(big, 2.0), eul, ctfs, box_px=40).numpy()
     b = render_clean_stack(FourierProjector(cropped, 2.0), eul, ctfs, box_px=40).numpy()
-    assert min(np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b)) > 0.999
+    assert min(np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b)) > 0.995
