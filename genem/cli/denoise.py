@@ -26,6 +26,8 @@ def add_parser(subparsers) -> None:
     t.add_argument("--sample-steps", type=int, default=10, help="default DDIM steps of the trained model")
     t.add_argument("--max-particles", type=int, default=20000)
     t.add_argument("--checkpoint-every", type=int, default=200)
+    t.add_argument("--flip-contrast", action="store_true",
+                   help="augment with both contrast polarities (data of unknown polarity)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     t.add_argument("--device", default="cpu")
@@ -45,6 +47,8 @@ def add_parser(subparsers) -> None:
     a.add_argument("--batch-size", type=int, default=64)
     a.add_argument("--root", default=None, help="folder the image paths are relative to (default: found)")
     a.add_argument("--pixel-size-A", type=float, default=None, help="override the pixel size")
+    a.add_argument("--invert-contrast", action="store_true",
+                   help="the particles have protein black (the model expects RELION's --invert_contrast polarity)")
     a.add_argument("--tile", type=int, default=256, help="micrograph tile size at the model's pixel size")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--threads", type=int, default=None)
@@ -71,7 +75,8 @@ def run_train(args) -> int:
                           num_train_timesteps=args.timesteps, prediction_type=args.prediction,
                           base_channels=args.channels, post_base_channels=args.post_channels,
                           sample_steps=args.sample_steps, max_particles=args.max_particles,
-                          checkpoint_every=args.checkpoint_every, seed=args.seed)
+                          checkpoint_every=args.checkpoint_every, flip_contrast=args.flip_contrast,
+                          seed=args.seed)
     except ValueError as e:
         raise GenemInputError("arguments", str(e)) from None
     path = train_denoiser(args.data, args.out, cfg, device=args.device, resume=args.resume,
@@ -87,7 +92,7 @@ def run_apply(args) -> int:
     _threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
     kw = dict(steps=args.steps, n_samples=args.samples, postprocess=not args.no_postprocess, seed=args.seed,
-              root=args.root, pixel_size_A=args.pixel_size_A, progress=not args.no_progress)
+              invert_contrast=args.invert_contrast, root=args.root, pixel_size_A=args.pixel_size_A, progress=not args.no_progress)
     if args.particles:
         out = denoise_particles(args.particles, args.out, model, batch_size=args.batch_size, **kw)
     else:

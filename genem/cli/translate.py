@@ -5,7 +5,9 @@
 """
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 from genem.io.errors import GenemInputError
 
@@ -28,7 +30,7 @@ def add_parser(sub):
     t.add_argument("--real", required=True, nargs="+", help="real micrographs: files, folders or quoted globs")
     t.add_argument("--out", required=True, help="model folder (checkpoints, logs, samples, model.pt)")
     t.add_argument("--real-pixel-size-A", type=float, help="pixel size of the real micrographs (overrides headers)")
-    t.add_argument("--steps", type=int, default=4000)
+    t.add_argument("--steps", type=int, help="training steps (default 4000; with --resume: the saved number)")
     t.add_argument("--tile-px", type=int, default=128, help="training tile size (pixels at the simulation pixel size)")
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--lr", type=float, default=2e-4)
@@ -68,9 +70,14 @@ def run_train(args):
     from genem.translate.networks import GeneratorConfig
     from genem.translate.train import TranslateTrainConfig, train_translator
 
+    steps = args.steps
+    if steps is None:
+        steps = 4000
+        if args.resume and (Path(args.out) / "config.json").exists():
+            steps = json.loads((Path(args.out) / "config.json").read_text())["config"]["steps"]
     try:
         cfg = TranslateTrainConfig(
-            steps=args.steps, tile_px=args.tile_px, batch_size=args.batch_size, lr=args.lr,
+            steps=steps, tile_px=args.tile_px, batch_size=args.batch_size, lr=args.lr,
             lambda_gan=args.lambda_gan, lambda_nce=args.lambda_nce, nce_temperature=args.nce_temperature,
             nce_patches=args.nce_patches, mask_guided=not args.no_mask_guided,
             nce_identity=not args.no_nce_identity, holdout_fraction=args.holdout_fraction,

@@ -198,8 +198,12 @@ def model_box(box: int, pixel_size_A: float, model: Denoiser) -> int:
     return max(b, 2 * model.stride)
 
 
-def denoise_batch(model: Denoiser, images: torch.Tensor, pixel_size_A: float, **kw) -> torch.Tensor:
-    """Denoise (B, N, N) images at ``pixel_size_A``: resample to the model, normalise, denoise, map back."""
+def denoise_batch(model: Denoiser, images: torch.Tensor, pixel_size_A: float, *, invert_contrast: bool = False,
+                  **kw) -> torch.Tensor:
+    """Denoise (B, N, N) images at ``pixel_size_A``: resample to the model, normalise, denoise, map back.
+    ``invert_contrast`` negates the images before and after (for protein-black particles)."""
+    if invert_contrast:
+        return -denoise_batch(model, -images, pixel_size_A, **kw)
     n = images.shape[-1]
     nb = model_box(n, pixel_size_A, model)
     x = resample_fourier_2d(images, nb) if nb != n else images
@@ -233,7 +237,7 @@ def _rel(p: Path, root: Path) -> str:
 
 def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None = None, n_samples: int = 1,
                       postprocess: bool = True, batch_size: int = 64, root=None, pixel_size_A: float | None = None,
-                      seed: int = 0, progress: bool = True) -> Path:
+                      seed: int = 0, invert_contrast: bool = False, progress: bool = True) -> Path:
     """Denoise a particle set into ``out_dir``; returns the path of the output metadata file."""
     from tqdm import tqdm
 
@@ -271,7 +275,7 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
                         imgs = _read_images(s, ps.index_of_row[sel])
                         seeds = particle_seeds(seed, _rel(s, ps.root), ps.index_of_row[sel])
                         out = denoise_batch(model, torch.from_numpy(imgs), px, steps=steps, n_samples=n_samples,
-                                            postprocess=postprocess, seeds=seeds)
+                                            postprocess=postprocess, seeds=seeds, invert_contrast=invert_contrast)
                         m.data[b0:b0 + len(sel)] = out.numpy()
                         bar.update(len(sel))
                     m.update_header_stats()
@@ -327,8 +331,13 @@ def tile_weights(tile: int, overlap: int) -> torch.Tensor:
 
 
 def denoise_micrograph(model: Denoiser, image: torch.Tensor, pixel_size_A: float, *, tile: int = 256,
-                       overlap: int = 32, batch_size: int = 8, **kw) -> torch.Tensor:
-    """Denoise one micrograph (H, W) by overlapping tiles at the model's pixel size (memory ~ batch of tiles)."""
+                       overlap: int = 32, batch_size: int = 8, invert_contrast: bool = False, **kw) -> torch.Tensor:
+    """Denoise one micrograph (H, W) by overlapping tiles at the model's pixel size (memory ~ batch of tiles).
+    The model expects protein white (RELION particles after --invert_contrast); ``invert_contrast`` negates the
+    image before and after, as raw micrographs (protein black) need."""
+    if invert_contrast:
+        return -denoise_micrograph(model, -image, pixel_size_A, tile=tile, overlap=overlap, batch_size=batch_size,
+                                   **kw)
     h, w = image.shape
     check_pixel_size(model, pixel_size_A, "micrograph")
     scale = pixel_size_A / model.pixel_size_A
@@ -371,8 +380,13 @@ def _resample_rect(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def denoise_micrographs(input_path, out_dir, model: Denoiser, *, root=None, pixel_size_A: float | None = None,
-                        tile: int = 256, overlap: int = 32, progress: bool = True, **kw) -> Path:
-    """Denoise micrographs named in a STAR (rlnMicrographName) or one .mrc; returns the output STAR or MRC."""
+                        tile: int = 256, overlap: int = 32, progress: bool = True, invert_contrast: bool = False,
+                        **kw) -> Path:
+    """Denoise micrographs named in a STAR (rlnMicrographName) or one .mrc; returns the output STAR or MRC.
+
+    Micrographs are taken to be raw (protein black) and are inverted for the model; ``invert_contrast`` says they
+    already have protein white."""
+    kw["invert_contrast"] = not invert_contrast
     from tqdm import tqdm
 
     path = Path(input_path)

@@ -43,6 +43,7 @@ class TrainConfig:
     val_fraction: float = 0.05
     max_particles: int = 20000
     checkpoint_every: int = 200
+    flip_contrast: bool = False       # augment with both contrast polarities (only for data of unknown polarity)
     seed: int = 0
 
     def __post_init__(self):
@@ -111,9 +112,13 @@ def load_training_pairs(data_dirs, max_particles: int = 20000, seed: int = 0) ->
     return PairSet(torch.cat(noisy), torch.cat(clean), px, sources)
 
 
-def augment_crop(stack: torch.Tensor, crop: int, g: torch.Generator) -> torch.Tensor:
-    """Random crop, 90-degree rotation, flip and contrast sign, the same for every channel of each item:
-    (B, C, H, W) -> (B, C, crop, crop). Channels are aligned images (noisy, clean, ...)."""
+def augment_crop(stack: torch.Tensor, crop: int, g: torch.Generator, flip_contrast: bool = False) -> torch.Tensor:
+    """Random crop, 90-degree rotation and mirror (and contrast sign if ``flip_contrast``), the same for every
+    channel of each item: (B, C, H, W) -> (B, C, crop, crop). Channels are aligned images (noisy, clean, ...).
+
+    The contrast sign is kept by default: at SNR ~0.05 the polarity of a particle cannot be read from the image,
+    so a model trained on both polarities hedges between them; GenEM datasets, like RELION extractions with
+    --invert_contrast, have protein white."""
     b, ch, h, w = stack.shape
     crop = min(crop, h, w)
     y0 = torch.randint(0, h - crop + 1, (b,), generator=g)
@@ -127,6 +132,8 @@ def augment_crop(stack: torch.Tensor, crop: int, g: torch.Generator) -> torch.Te
     out = torch.rot90(out, int(torch.randint(0, 4, (1,), generator=g)), (2, 3))
     if int(torch.randint(0, 2, (1,), generator=g)):
         out = out.flip(-1)
+    if not flip_contrast:
+        return out
     sign = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0)[:, None, None, None]
     return out * sign
 
@@ -206,7 +213,7 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     model.train()
     while step < config.steps:
         idx = torch.randint(0, len(ntr), (config.batch_size,), generator=g)
-        a = augment_crop(torch.stack([ntr[idx], ctr[idx]], 1), config.crop_px, g).to(device)
+        a = augment_crop(torch.stack([ntr[idx], ctr[idx]], 1), config.crop_px, g, config.flip_contrast).to(device)
         cond, x0 = a[:, :1], a[:, 1:] * target_scale
         level = sched.sample_noise_levels(config.batch_size, g).to(device)
         eps = torch.randn(x0.shape, generator=g).to(device)
@@ -274,7 +281,7 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
     stacked = torch.stack([noisy, diffused, clean * den.target_scale], 1)
     while step < config.post_steps:
         idx = torch.randint(0, m, (config.batch_size,), generator=g)
-        a = augment_crop(stacked[idx], config.crop_px, g).to(device)
+        a = augment_crop(stacked[idx], config.crop_px, g, config.flip_contrast).to(device)
         pred = post(a[:, :1], a[:, 1:2])
         loss = F.mse_loss(pred, a[:, 2:])
         opt.zero_grad(set_to_none=True)

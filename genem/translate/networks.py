@@ -51,7 +51,10 @@ class ResBlock(nn.Module):
 
 
 class Generator(nn.Module):
-    """ResNet-style encoder / residual core / decoder, 1 channel in and out.
+    """ResNet-style encoder / residual core / decoder, 1 channel in and out, predicting a residual: G(x) = x + r(x).
+
+    Starting at the identity (small output layer) gives the discriminator something close to the data from the
+    first step, so a CPU-sized run learns quickly instead of first having to grow its output scale.
 
     ``encode(x)`` returns the feature maps PatchNCE reads: after the stem, after each downsampling, and after
     the first and middle residual blocks (``feature_channels`` lists their channel counts).
@@ -79,8 +82,11 @@ class Generator(nn.Module):
                                  + [c * 2 ** config.n_down] * len(self._nce_block_ids))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0.0, 0.02)
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        for b in self.blocks:  # residual blocks start close to the identity
+            nn.init.normal_(b.c2.weight, 0.0, 0.01)
+        nn.init.kaiming_normal_(self.head.weight, nonlinearity="linear")
 
     @property
     def multiple(self) -> int:

@@ -209,8 +209,9 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
                      resume: bool = False, progress: bool = True, command: list[str] | None = None) -> Path:
     """Train on a simulated dataset folder and real micrographs (paths / globs / folders); return ``out_dir``.
 
-    ``resume=True`` continues from the newest checkpoint in ``out_dir`` with the configuration saved there
-    (only ``steps`` may grow); the continued run draws the same tiles it would have drawn without the stop.
+    ``resume=True`` continues from the newest checkpoint in ``out_dir`` with the configuration and data saved there,
+    except ``steps``, taken from ``config`` (more to extend a run, or a checkpointed step to finish early); the
+    continued run draws the same tiles it would have drawn without the stop.
     """
     out_dir = Path(out_dir)
     dev = torch.device(device)
@@ -219,8 +220,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
         if not cfg_path.exists():
             raise GenemInputError(out_dir, "nothing to resume (no config.json)")
         saved = json.loads(cfg_path.read_text())
-        config = TranslateTrainConfig.from_dict(saved["config"]).replace(steps=max(config.steps,
-                                                                                    saved["config"]["steps"]))
+        config = TranslateTrainConfig.from_dict(saved["config"]).replace(steps=config.steps)
         simulated_dir = saved["simulated"]
         real = saved["real"]
     else:
@@ -266,6 +266,8 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             rng.bit_generator.state = ck["numpy_rng"]
             gen.set_state(ck["torch_gen"])
             start = int(ck["step"])
+        if start > config.steps:
+            raise GenemInputError(out_dir, f"checkpoint is at step {start}, beyond the requested {config.steps} steps")
         _truncate_log(out_dir / "loss_log.tsv", start)
     else:
         _truncate_log(out_dir / "loss_log.tsv", 0)

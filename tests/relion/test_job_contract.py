@@ -92,14 +92,19 @@ def test_bad_parameter_values_name_the_parameter(argv, problem):
         J.parse_arguments(fake.SPEC, argv)
 
 
-def test_gpu_parameter_fails_clearly_without_cuda():
+def test_gpu_parameter_maps_to_a_torch_device_or_fails_clearly():
     import torch
 
+    assert J.resolve_device("") == J.resolve_device("cpu") == "cpu"
+    with pytest.raises(J.GenemInputError, match="expected a GPU number"):
+        J.resolve_device("fast")
     if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present")
-    with pytest.raises(J.GenemInputError, match="no CUDA device"):
-        J.resolve_device("0")
-    assert J.resolve_device("cpu") == "cpu"
+        assert J.resolve_device("0") == J.resolve_device("cuda:0") == "cuda:0"
+        with pytest.raises(J.GenemInputError, match="CUDA device"):
+            J.resolve_device("99")
+    else:
+        with pytest.raises(J.GenemInputError, match="no CUDA device"):
+            J.resolve_device("0")
 
 
 # ----------------------------------------------------------------------------------------------- node formats
@@ -255,7 +260,7 @@ def test_contract_supervisor_writes_failure_when_worker_crashes(project):
 
 
 def test_contract_supervisor_kills_a_worker_that_ignores_abort(project):
-    p = run_fake_subprocess(project, "--crash", "hang", env=program_env(GENEM_RELION_ABORT_GRACE_S="1"), wait=False)
+    p = run_fake_subprocess(project, "--crash", "hang", env=program_env(GENEM_RELION_ABORT_GRACE_S="3"), wait=False)
     time.sleep(1.5)
     (project / "External/job001" / J.ABORT_NOW).touch()
     assert p.wait(timeout=30) == J.RC_ABORTED

@@ -162,3 +162,93 @@ def test_abort_request_ends_as_aborted_under_the_pipeliner(project):
     assert project.status(job) == "aborted"
     assert sorted(f for f in J.EXIT_FILES if (project.root / job / f).exists()) == [J.EXIT_ABORTED]
     assert "aborted on request" in (project.root / job / "run.out").read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_denoiser(project, simulated, tmp_path_factory):
+    """A tiny model trained on the simulation's noisy/clean pairs (the adapter is under test, not the denoiser)."""
+    from genem_relion.denoise import engine_available
+
+    if not engine_available():
+        pytest.skip("the GenEM denoiser (genem.restore.apply) is not on this branch")
+    from genem.restore.train import TrainConfig, train_denoiser
+
+    sim, _, _ = simulated
+    model = train_denoiser([project.root / sim / "dataset"], tmp_path_factory.mktemp("model") / "model",
+                           TrainConfig(steps=3, post_steps=0, batch_size=4, base_channels=8, checkpoint_every=3,
+                                       sample_steps=2), progress=False)
+    return Path(model).parent if Path(model).is_file() else Path(model)
+
+
+def test_denoise_job_keeps_every_column_and_relion_reads_the_images(project, simulated, tiny_denoiser):
+    sim, _, _ = simulated
+    model_dir = tiny_denoiser
+    exe = write_wrapper(project.bin, "genem_relion.denoise")
+    job = project.add_external(exe, inputs={"in_part": f"{sim}particles.star"},
+                               params={"model": str(model_dir), "steps": 2, "batch_size": 16})
+    before = project.snapshot()
+    assert project.run(job) == "finished", (project.root / job / "run.err").read_text()
+    out_star = f"{job}particles_denoised.star"
+    assert project.output_nodes(job) == {out_star: 3}
+    assert project.changed_outside(before, job) == []
+    src = read_star(project.root / sim / "particles.star")
+    out = read_star(project.root / out_star)
+    pd.testing.assert_frame_equal(out["optics"], src["optics"])
+    assert list(out["particles"].columns) == list(src["particles"].columns)
+    pd.testing.assert_frame_equal(out["particles"].drop(columns="rlnImageName"),
+                                  src["particles"].drop(columns="rlnImageName"))
+    assert all(n.split("@")[1].startswith(f"{job}Denoised/") for n in out["particles"]["rlnImageName"])
+    n = len(src["particles"])
+    assert f"denoise: {n}/{n} (100%)" in (project.root / job / "run.out").read_text()  # the engine's progress
+    # RELION's own image handler reads every denoised image through the STAR file
+    r = subprocess.run(["relion_image_handler", "--i", out_star, "--stats"], cwd=project.root, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    stats = [ln for ln in r.stdout.splitlines() if "@" in ln and "Denoised" in ln]
+    assert len(stats) == len(src["particles"]), r.stdout[-2000:]
+
+
+def test_denoise_job_on_micrographs(project, simulated, tiny_denoiser):
+    sim, _, _ = simulated
+    exe = write_wrapper(project.bin, "genem_relion.denoise")
+    job = project.add_external(exe, inputs={"in_mic": f"{sim}micrographs.star"},
+                               params={"model": str(tiny_denoiser), "steps": 1, "tile": 128})
+    assert project.run(job) == "finished", (project.root / job / "run.err").read_text()
+    out_star = f"{job}micrographs_denoised.star"
+    assert project.output_nodes(job) == {out_star: 1}
+    src, out = read_star(project.root / sim / "micrographs.star"), read_star(project.root / out_star)
+    pd.testing.assert_frame_equal(out["micrographs"].drop(columns="rlnMicrographName"),
+                                  src["micrographs"].drop(columns="rlnMicrographName"))
+    for a, b in zip(src["micrographs"]["rlnMicrographName"], out["micrographs"]["rlnMicrographName"]):
+        assert b.startswith(f"{job}Denoised/")
+        assert read_mrc(project.root / b)[0].shape == read_mrc(project.root / a)[0].shape
+
+
+def test_translate_job_gives_real_noise_to_a_simulation(project, simulated, shared_data):
+    import shutil
+
+    sim, _, _ = simulated
+    real = project.root / "Real"
+    real.mkdir(exist_ok=True)
+    shutil.copy(shared_data / "micrographs" / "ucsf_1142" / "Ucsf_stack_1142_DW.mrc", real / "mic1.mrc")
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [PIXEL_A], "rlnVoltage": [300.0],
+                           "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1]})
+    write_star(real / "micrographs.star", {"optics": optics, "micrographs": pd.DataFrame(
+        {"rlnMicrographName": ["Real/mic1.mrc"], "rlnOpticsGroup": [1]})})
+    exe = write_wrapper(project.bin, "genem_relion.translate")
+    job = project.add_external(exe, inputs={"in_mic": "Real/micrographs.star"}, threads=2, params={
+        "simulated": sim, "steps": 1, "tile": 64, "batch_size": 1, "max_micrographs": 1})
+    before = project.snapshot()
+    assert project.run(job, timeout=600) == "finished", (project.root / job / "run.err").read_text()
+    assert set(project.output_nodes(job).values()) == {1, 2, 3, 6}
+    assert project.changed_outside(before, job) == []
+    out = read_star(project.root / job / "particles.star")["particles"]
+    src = read_star(project.root / sim / "particles.star")["particles"]
+    np.testing.assert_allclose(out["rlnAngleRot"], src["rlnAngleRot"])  # annotations carried over exactly
+    translated = read_mrc(project.root / job / "dataset" / "Micrographs" / "mic_000001.mrc")[0]
+    clean = read_mrc(project.root / sim / "dataset" / "Micrographs" / "mic_000001.mrc")[0]
+    assert translated.shape == clean.shape and not np.allclose(translated, clean / clean.std())
+    r = subprocess.run(["relion_image_handler", "--i", f"{job}particles.star", "--stats"], cwd=project.root,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

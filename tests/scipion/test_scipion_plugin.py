@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _support import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "plugins" / "scipion"
@@ -37,7 +38,6 @@ def scipion_venv():
 
 
 def _run_plugin_tests(venv_python, tmp_path, *selection):
-    from _support import SHARED_DATA
     env = dict(os.environ)
     for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
         env.pop(var, None)
@@ -54,8 +54,9 @@ def _run_plugin_tests(venv_python, tmp_path, *selection):
     return proc.returncode, out
 
 
-def test_conversion_in_scipion_venv(scipion_venv, tmp_path):
-    rc, out = _run_plugin_tests(scipion_venv, tmp_path, "genem_scipion/tests/test_convert.py")
+def test_conversion_and_plugin_in_scipion_venv(scipion_venv, tmp_path):
+    rc, out = _run_plugin_tests(scipion_venv, tmp_path, "genem_scipion/tests/test_convert.py",
+                                "genem_scipion/tests/test_plugin.py")
     assert rc == 0, out[-4000:]
     assert " passed" in out
 

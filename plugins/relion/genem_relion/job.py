@@ -426,6 +426,7 @@ class RelionJob:
         """Progress lines for an engine call that reports nothing itself: a thread polls ``count()`` (e.g. files
         written so far) while the block runs."""
         stop = threading.Event()
+        self._stage_t0[unit] = time.monotonic()
 
         def loop():
             last = None
@@ -445,6 +446,19 @@ class RelionJob:
         finally:
             stop.set()
             t.join(timeout=5)
+
+    @contextlib.contextmanager
+    def progress_from_tqdm(self, what: str = "engine"):
+        """While the block runs, an engine call's tqdm bars (written to sys.stderr) become progress lines in
+        run.out, and other stderr text still reaches run.err; an abort request raises JobAborted at the next
+        update of a bar."""
+        stream = _TqdmRelay(self, what)
+        old, sys.stderr = sys.stderr, stream
+        try:
+            yield
+        finally:
+            sys.stderr = old
+            stream.flush_rest()
 
     def _progress_line(self, done: int, total: int, unit: str) -> None:
         now = time.monotonic()
@@ -505,35 +519,68 @@ class RelionJob:
     _TQDM = re.compile(r"(?:(?P<desc>[^:|\r\n]*):\s*)?\s*\d+%\|.*?\|\s*(?P<n>\d+)/(?P<total>\d+)")
 
     def _relay_stderr(self, stream, what, last_error):
-        buf = ""
+        relay = _TqdmRelay(self, what, in_thread=True)
         while True:
             chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
             if not chunk:
                 break
-            buf += chunk.decode(errors="replace")
-            while True:
-                m = re.search(r"[\r\n]", buf)
-                if not m:
-                    break
-                piece, buf = buf[: m.start()], buf[m.end():]
-                self._relay_piece(piece, what, last_error)
-        if buf:
-            self._relay_piece(buf, what, last_error)
+            relay.write(chunk.decode(errors="replace"))
+        relay.flush_rest()
+        last_error.extend(relay.errors)
 
-    def _relay_piece(self, piece, what, last_error):
+
+class _TqdmRelay:
+    """A text stream standing in for stderr that turns tqdm updates into RelionJob progress lines, passes other
+    lines on to the real stderr and remembers those that report an error. ``in_thread``: used by a reader thread,
+    where an abort request only sets the job's flag (the main thread raises)."""
+
+    def __init__(self, job: RelionJob, what: str, *, in_thread: bool = False):
+        self.job, self.what, self.in_thread = job, what, in_thread
+        self.buf, self.errors = "", []
+        self.target = sys.stderr
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        while True:
+            m = re.search(r"[\r\n]", self.buf)
+            if not m:
+                break
+            piece, self.buf = self.buf[: m.start()], self.buf[m.end():]
+            self._piece(piece)
+        return len(text)
+
+    def _piece(self, piece: str) -> None:
         if not piece.strip():
             return
-        m = self._TQDM.search(piece)
+        m = RelionJob._TQDM.search(piece)
         if m:
-            desc = (m.group("desc") or what).strip() or what
+            desc = (m.group("desc") or self.what).strip() or self.what
             try:
-                self.progress(int(m.group("n")), int(m.group("total")), desc)
+                self.job.progress(int(m.group("n")), int(m.group("total")), desc)
             except JobAborted:
-                self._abort.set()
+                self.job._abort.set()
+                if not self.in_thread:
+                    raise
             return
-        print(piece, file=sys.stderr, flush=True)
+        print(piece, file=self.target, flush=True)
         if "error" in piece.lower():
-            last_error.append(re.sub(r"^genem: error: ", "", piece.strip()))
+            self.errors.append(re.sub(r"^genem: error: ", "", piece.strip()))
+
+    def flush(self) -> None:
+        pass
+
+    def flush_rest(self) -> None:
+        rest, self.buf = self.buf, ""
+        try:
+            self._piece(rest)
+        except JobAborted:
+            pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self):
+        return self.target.fileno()
 
 
 def _has_fileno(stream) -> bool:
@@ -790,8 +837,10 @@ def _supervise(spec: ProgramSpec, argv: list[str], out_dir: Path) -> int:
     sys.stderr.flush()
     child = subprocess.Popen([sys.executable, "-c", code, spec.module, *argv], env=env)
 
-    forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGTERM (a queue system, kill) is passed on; Ctrl-C already reaches the worker through the terminal's
+    # process group, so the supervisor only keeps waiting for it to finish and write its exit file
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum)),
+           signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
     grace = float(os.environ.get(_ABORT_GRACE_ENV, "60"))
     abort_seen = None
     try:
@@ -811,8 +860,8 @@ def _supervise(spec: ProgramSpec, argv: list[str], out_dir: Path) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     present = [f for f in EXIT_FILES if (out_dir / f).exists()]
-    if len(present) == 1:
-        return rc
+    if len(present) == 1:  # the worker finished its job (even if it was killed just after): report that
+        return {EXIT_SUCCESS: RC_SUCCESS, EXIT_FAILURE: RC_FAILURE, EXIT_ABORTED: RC_ABORTED}[present[0]]
     if (out_dir / ABORT_NOW).exists():
         write_exit_file(out_dir, EXIT_ABORTED)
         print(f"{spec.name}: aborted on request (RELION_JOB_ABORT_NOW)", flush=True)

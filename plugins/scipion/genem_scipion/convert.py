@@ -362,14 +362,17 @@ def particles_to_star(partSet, star_path, id_column="rlnGenemScipionId"):
     Each row carries the particle's Scipion id in ``id_column`` so results can be matched back by id."""
     from pwem.constants import ALIGN_PROJ
     pixel = float(partSet.getSamplingRate())
-    acq = partSet.getAcquisition()
+    from pwem.objects import Acquisition
+    acq = partSet.getAcquisition() or Acquisition()
     first = partSet.getFirstItem()
     box = int(first.getXDim())
     optics = OrderedDict([
         ("rlnOpticsGroupName", "opticsGroup1"), ("rlnOpticsGroup", 1),
         ("rlnMicrographOriginalPixelSize", pixel),
-        ("rlnVoltage", float(acq.getVoltage())), ("rlnSphericalAberration", float(acq.getSphericalAberration())),
-        ("rlnAmplitudeContrast", float(acq.getAmplitudeContrast())),
+        # sets without CTF may carry no acquisition: RELION still wants the columns (unused without CTF)
+        ("rlnVoltage", float(acq.getVoltage() or 300.0)),
+        ("rlnSphericalAberration", float(acq.getSphericalAberration() or 2.7)),
+        ("rlnAmplitudeContrast", float(acq.getAmplitudeContrast() or 0.1)),
         ("rlnImagePixelSize", pixel), ("rlnImageSize", box), ("rlnImageDimensionality", 2),
     ])
     with_pose = partSet.getAlignment() == ALIGN_PROJ

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+_OWN_BASE = not os.environ.get("GENEM_SCIPION_TEST_DIR")
 _BASE = Path(os.environ.get("GENEM_SCIPION_TEST_DIR") or tempfile.mkdtemp(prefix="genem-scipion-"))
 os.environ["SCIPION_HOME"] = str(_BASE / "scipion_home")
 os.environ["SCIPION_USER_DATA"] = str(_BASE / "user_data")
@@ -65,3 +66,8 @@ def project():
     os.chdir(cwd)
     if not os.environ.get("GENEM_SCIPION_KEEP"):
         shutil.rmtree(proj.getPath(), ignore_errors=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_BASE and not os.environ.get("GENEM_SCIPION_KEEP"):
+        shutil.rmtree(_BASE, ignore_errors=True)

@@ -3,7 +3,6 @@
 Checks the outputs' sizes, sampling rates, ids and alignments, that the simulated particles' alignments taken back
 out of the Scipion set reconstruct (relion_reconstruct) to the ground-truth volume, and that bad input ends in
 Scipion's failed state with the engine's one-line error."""
-import configparser
 import json
 import os
 import shutil
@@ -38,49 +37,6 @@ def simulation(project, plugin):
     return prot
 
 
-def test_plugin_is_registered_with_protocols_menu_and_citations():
-    import pwem
-    import genem_scipion
-    from genem_scipion import protocols
-    assert "genem_scipion" in pwem.Domain.getPlugins()
-    for name in ("ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise"):
-        assert pwem.Domain.findClass(name) is getattr(protocols, name)
-    conf = configparser.ConfigParser()
-    conf.optionxform = str
-    conf.read(os.path.join(os.path.dirname(genem_scipion.__file__), "protocols.conf"))
-    menu = json.loads(conf.get("PROTOCOLS", "Protocols SPA"))
-
-    def names(nodes):
-        for n in nodes:
-            if n.get("tag") == "protocol":
-                yield n["value"]
-            yield from names(n.get("children", []))
-    assert set(names(menu)) == {"ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise"}
-    bib = pwem.Domain.getPlugin("genem_scipion")._bibtex
-    assert "2312.02235" in bib["Zhang2023CryoGEM"]["journal"]
-    assert "2401.01097" in bib["Zhang2024Restoration"]["journal"]
-    assert set(protocols.ProtGenemDenoise._references) == {"Zhang2023CryoGEM", "Zhang2024Restoration"}
-
-
-def test_define_binaries_installs_engine_in_its_own_venv():
-    from genem_scipion import Plugin
-
-    class RecordingEnv:
-        def __init__(self):
-            self.packages = []
-
-        def addPackage(self, name, **kwargs):
-            self.packages.append((name, kwargs))
-
-    env = RecordingEnv()
-    Plugin.defineBinaries(env)
-    (name, kw), = env.packages
-    assert name == "genem" and kw["default"]
-    (cmd, target), = kw["commands"]
-    assert cmd.startswith("python3 -m venv venv") and "pip install" in cmd and "import genem" in cmd
-    assert target == "genem_installed" and cmd.endswith("touch genem_installed")
-
-
 def test_simulate_outputs(simulation):
     from pwem.constants import ALIGN_PROJ
     from genem_scipion import convert
@@ -97,6 +53,9 @@ def test_simulate_outputs(simulation):
     assert parts.getXDim() == BOX and parts.getAlignment() == ALIGN_PROJ and parts.hasCTF()
     assert [p.getObjId() for p in parts.iterItems(orderBy="id")] == list(range(1, n + 1))
     assert vol.getSamplingRate() == pytest.approx(PIXEL_A) and os.path.exists(vol.getFileName())
+    summary, methods = " ".join(prot.summary()), " ".join(prot.methods())
+    assert "%d particles" % n in summary and "2 micrographs" in summary, summary
+    assert "GenEM" in methods and "%d particles" % n in methods, methods
 
     # every value against the engine's own STAR files
     dataset = prot._getExtraPath("dataset")
@@ -142,45 +101,67 @@ def test_simulate_from_input_volume(project, simulation):
         simulation.outputVolume.getFileName()).shape
 
 
-def _reconstruct_cc(star, ground_truth, out_mrc, cwd=None):
+def _reconstruct(star, out_mrc, cwd=None):
     import mrcfile
     subprocess.run(["relion_reconstruct", "--i", star, "--o", out_mrc, "--ctf"], check=True, cwd=cwd,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    rec = mrcfile.read(out_mrc).astype(np.float64)
-    gt = mrcfile.read(ground_truth).astype(np.float64)
-    n, o = gt.shape[0], (rec.shape[0] - gt.shape[0]) // 2  # both centred at N//2
+    return mrcfile.read(out_mrc).astype(np.float64)
+
+
+def _cc(rec, gt, max_freq=None):
+    """Correlation of two maps (both centred at N//2; the larger is cropped), optionally low-passed to
+    ``max_freq`` cycles/pixel."""
+    n, o = gt.shape[0], (rec.shape[0] - gt.shape[0]) // 2
     rec = rec[o:o + n, o:o + n, o:o + n]
+    if max_freq is not None:
+        k = np.fft.fftfreq(n)
+        keep = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2) < max_freq
+        rec, gt = (np.real(np.fft.ifftn(np.fft.fftn(v) * keep)) for v in (rec, gt))
     a, b = rec.ravel() - rec.mean(), gt.ravel() - gt.mean()
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
+def _altered_star(src, dst, alter):
+    from genem_scipion import convert
+    optics = convert.read_star_block(src, "optics")
+    rows = convert.read_star_block(src, "particles")
+    for r in rows:
+        alter(r)
+    convert.write_star(dst, {"optics": optics, "particles": rows})
+    return dst
+
+
 @pytest.mark.skipif(shutil.which("relion_reconstruct") is None, reason="RELION (relion_reconstruct) not installed")
 def test_scipion_alignments_reconstruct_ground_truth(simulation, tmp_path):
-    """The poses taken back out of the Scipion set (Transform -> RELION) reconstruct to the ground truth as well
-    as the engine's own STAR does; the same particles with the rotation transposed (a convention error) do not."""
+    """The poses taken back out of the Scipion set (Transform -> RELION) reconstruct to the ground truth, exactly as
+    well as the engine's own STAR does; convention errors (rotation transposed, origins negated) do not."""
+    import mrcfile
     from genem_scipion import convert
-    gt = os.path.abspath(simulation.outputVolume.getFileName())
+    gt = mrcfile.read(os.path.abspath(simulation.outputVolume.getFileName())).astype(np.float64)
     star = str(tmp_path / "from_scipion.star")
     convert.particles_to_star(simulation.outputParticles, star)
-    cc = _reconstruct_cc(star, gt, str(tmp_path / "rec.mrc"))
+    rec = _reconstruct(star, str(tmp_path / "rec.mrc"))
     dataset = os.path.abspath(simulation._getExtraPath("dataset"))
-    cc_engine = _reconstruct_cc("particles.star", gt, str(tmp_path / "rec_engine.mrc"), cwd=dataset)
+    rec_engine = _reconstruct("particles.star", str(tmp_path / "rec_engine.mrc"), cwd=dataset)
 
-    rows = convert.read_relion_star(star, "particles")
-    blocks = {"optics": convert.read_star_block(star, "optics"), "particles": []}
-    for r in rows:
+    def transpose(r):
         A = convert.euler_to_matrix_relion(r["rlnAngleRot"], r["rlnAngleTilt"], r["rlnAnglePsi"])
-        rot, tilt, psi = convert.matrix_to_euler_relion(A.T)
-        w = {k: v for k, v in r.items() if k in rows[0] and not k.startswith("rlnOptics") or k == "rlnOpticsGroup"}
-        w.update(rlnAngleRot=rot, rlnAngleTilt=tilt, rlnAnglePsi=psi)
-        blocks["particles"].append({k: w[k] for k in w if k not in blocks["optics"][0] or k == "rlnOpticsGroup"})
-    wrong = str(tmp_path / "transposed.star")
-    convert.write_star(wrong, blocks)
-    cc_wrong = _reconstruct_cc(wrong, gt, str(tmp_path / "rec_wrong.mrc"))
-    print("reconstruction CC vs ground truth: from Scipion alignments %.4f, from the engine's STAR %.4f, "
-          "transposed rotations %.4f" % (cc, cc_engine, cc_wrong))
-    assert cc > 0.6 and abs(cc - cc_engine) < 0.005
-    assert cc_wrong < 0.4 and cc - cc_wrong > 0.3
+        r["rlnAngleRot"], r["rlnAngleTilt"], r["rlnAnglePsi"] = convert.matrix_to_euler_relion(A.T)
+
+    def negate_origin(r):
+        r["rlnOriginXAngst"], r["rlnOriginYAngst"] = -r["rlnOriginXAngst"], -r["rlnOriginYAngst"]
+
+    rec_t = _reconstruct(_altered_star(star, str(tmp_path / "t.star"), transpose), str(tmp_path / "t.mrc"))
+    rec_o = _reconstruct(_altered_star(star, str(tmp_path / "o.star"), negate_origin), str(tmp_path / "o.mrc"))
+    lp = 1.0 / 20.0 * PIXEL_A  # 20 A: what 80 particles support
+    cc = {"scipion": (_cc(rec, gt, lp), _cc(rec, gt)), "engine": (_cc(rec_engine, gt, lp), _cc(rec_engine, gt)),
+          "transposed": (_cc(rec_t, gt, lp), _cc(rec_t, gt)), "origins negated": (_cc(rec_o, gt, lp), _cc(rec_o, gt))}
+    print("reconstruction CC vs ground truth (20 A low-pass, full band): "
+          + ", ".join("%s %.3f, %.3f" % (k, *v) for k, v in cc.items()))
+    assert abs(cc["scipion"][1] - cc["engine"][1]) < 0.005
+    assert cc["scipion"][0] > 0.7
+    assert cc["scipion"][0] - cc["transposed"][0] > 0.2
+    assert cc["scipion"][1] - cc["origins negated"][1] > 0.2
 
 
 def test_montage_viewer(project, simulation):
