@@ -18,8 +18,14 @@ than two (the second one waits for a time slice). Printed:
 """
 from __future__ import annotations
 
-import argparse
 import os
+
+# idle OpenMP threads sleep instead of spinning: on a machine shared with other work, spinning threads steal the
+# time slices their siblings need (2 threads ran 3x slower than 1 without this). Must precede the torch import.
+if "--omp-active" not in os.sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
 import resource
 import subprocess
 import sys
@@ -127,7 +133,8 @@ def bench_stacks(work: Path, n: int, threads: int, skip_relion: bool):
         c0 = _child_cpu()
         t = time.perf_counter()
         r = subprocess.run([sys.executable, __file__, "--stack-worker", str(work / "map128.mrc"),
-                            str(work / f"angles_{n}.star"), str(work / "engine.mrcs"), "--threads", str(th)],
+                            str(work / f"angles_{n}.star"), str(work / "engine.mrcs"), "--threads", str(th)]
+                           + (["--omp-active"] if "--omp-active" in sys.argv else []),
                            capture_output=True, text=True)
         whole = time.perf_counter() - t
         whole_cpu = _child_cpu() - c0
@@ -199,6 +206,7 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2", help="engine intra-op threads to try, comma-separated")
     ap.add_argument("--micrograph-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--skip-relion", action="store_true")
+    ap.add_argument("--omp-active", action="store_true", help="leave OMP_WAIT_POLICY unset (spinning threads)")
     ap.add_argument("--skip-stacks", action="store_true")
     ap.add_argument("--skip-micrographs", action="store_true")
     ap.add_argument("--work", help="work folder (default: a temporary one, removed afterwards)")
@@ -218,7 +226,7 @@ def main(argv=None):
         print("relion_project not found: skipping the RELION comparison")
         args.skip_relion = True
     print(f"machine: {os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f} at start; "
-          f"engine threads {threads}")
+          f"engine threads {threads}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     with tempfile.TemporaryDirectory(prefix="genem-bench-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -228,7 +236,8 @@ def main(argv=None):
             for th in threads:
                 mw = work / f"mics_{th}"
                 mw.mkdir(exist_ok=True)
-                r = subprocess.run([sys.executable, __file__, "--micrograph-worker", "--work", str(mw),
+                r = subprocess.run([sys.executable, __file__, "--micrograph-worker", "--work", str(mw)]
+                                   + (["--omp-active"] if args.omp_active else []) + [
                                     "--micrographs", str(args.micrographs), "--threads", str(th),
                                     "--micrograph-size", str(args.micrograph_size),
                                     "--particles-per-micrograph", str(args.particles_per_micrograph)],
