@@ -166,7 +166,7 @@ def _stub_denoiser(cmd, log):
         imgs.append(read_stack_images(star.parent / f, [int(i) - 1])[0])
     write_mrc(out / "Denoised" / "particles.mrcs", -np.stack(imgs), float(optics["rlnImagePixelSize"][0]))
     parts["rlnImageName"] = [f"{k + 1:06d}@Denoised/particles.mrcs" for k in range(len(parts))]
-    write_star(out / "particles.star", {"optics": optics, "particles": parts})
+    write_star(out / "particles_denoised.star", {"optics": optics, "particles": parts})
     log("denoise: 100%")
 
 
@@ -290,5 +290,6 @@ def test_denoise_job_with_the_real_engine(server, remote_particles, tmp_path):
     model = Path(__file__).resolve().parents[2] / "genem" / "restore" / "default_model"
     if not model.exists():
         pytest.skip("no default denoiser model shipped yet")
-    external.denoise_job(server.cs, "P1", "W1", particles="J12.particles", model=model, work_dir=tmp_path / "w")
+    external.denoise_job(server.cs, "P1", "W1", particles="J12.particles", model=model, work_dir=tmp_path / "w",
+                         engine_args=["--steps", "2", "--no-progress"])
     assert len(server.saved["particles"]) == len(remote_particles)

@@ -257,7 +257,9 @@ def denoise_job(cs, project_uid: str, workspace_uid: str, *, particles: str, mod
         write_star(in_dir / "particles.star", {"optics": optics, "particles": parts})
         runner([sys.executable, "-m", "genem", "denoise", "apply", "--model", str(model),
                 "--particles", str(in_dir / "particles.star"), "--out", str(out_dir), *map(str, engine_args)], log)
-        o2, p2 = read_particles_star(out_dir / "particles.star")
+        # `genem denoise apply` names its STAR after the input's: particles.star -> particles_denoised.star
+        out_star = out_dir / "particles_denoised.star"
+        o2, p2 = read_particles_star(out_star)
         if UID_COLUMN not in p2.columns:
             if len(p2) != len(inp):
                 raise RuntimeError("denoise output lost the particle ids (rlnGenemCsUid) and changed the row count")
@@ -265,7 +267,7 @@ def denoise_job(cs, project_uid: str, workspace_uid: str, *, particles: str, mod
         stacks = {split_image_name(str(s))[1] for s in p2["rlnImageName"]}
         upload_files(job, out_dir, stacks, log)
         new = star_to_cs_dataset(o2, p2, path_prefix=str(PurePosixPath(job.uid) / OUTPUT_SUBDIR) + "/",
-                                 source=str(out_dir / "particles.star"))
+                                 source=str(out_star))
         merged = merge_into(inp, new, slots=["blob"])
         job.save_output("particles", fill_output(job, "particles", merged))
         log.info(f"saved {len(merged)} denoised particles")
