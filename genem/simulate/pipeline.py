@@ -183,7 +183,9 @@ def _write_micrograph(root: Path, cfg: SimulationConfig, index0: int, img, mic_r
         b = cfg.particle_box_px
         noisy = extract_boxes(img.noisy, spec.x_px, spec.y_px, b)
         clean = extract_boxes(img.clean, spec.x_px, spec.y_px, b)
-        noisy, clean = normalise_like_relion(noisy, clean)
+        # noise-free data: one scale for all particles (the micrograph's sd), not each box's empty background
+        sd = float(img.noisy.std()) if cfg.noise_mode == "none" else None
+        noisy, clean = normalise_like_relion(noisy, clean, sd=sd)
         write_mrc(root / L.PARTICLES_DIR / f"{stem}.mrcs", noisy, px)
         write_mrc(root / L.PARTICLES_CLEAN_DIR / f"{stem}.mrcs", clean, px)
     # the completion record goes last: a micrograph counts as done only when it exists
