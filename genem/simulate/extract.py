@@ -25,12 +25,16 @@ def extract_boxes(micrograph: np.ndarray, x_px, y_px, box: int) -> np.ndarray:
     return out
 
 
-def normalise_like_relion(noisy: np.ndarray, *others: np.ndarray, invert: bool = True):
-    """Normalise boxes by the noisy boxes' background mean/sd; apply the same affine map to ``others`` (clean twins)."""
+def normalise_like_relion(noisy: np.ndarray, *others: np.ndarray, invert: bool = True, sd: float | None = None):
+    """Normalise boxes by the noisy boxes' background mean/sd; apply the same affine map to ``others`` (clean twins).
+
+    ``sd`` replaces the per-box background sd by one value for all boxes: noise-free data have an almost empty
+    background whose sd would give every particle its own arbitrary scale.
+    """
     box = noisy.shape[-1]
     bg = background_mask(box)
     m = noisy[:, bg].mean(axis=1)[:, None, None]
-    s = noisy[:, bg].std(axis=1)[:, None, None]
+    s = noisy[:, bg].std(axis=1)[:, None, None] if sd is None else np.full((len(noisy), 1, 1), float(sd))
     s = np.where(s > 0, s, 1.0)
     sign = -1.0 if invert else 1.0
     res = [(sign * (noisy - m) / s).astype(np.float32)]

@@ -1,0 +1,371 @@
+"""Train a noise translator (simulated -> real micrographs) with CUT's losses and GenEM's mask-guided PatchNCE.
+
+Model folder::
+
+    config.json             training configuration, data sources, pixel size (written first)
+    loss_log.tsv            step, losses, guided fraction, seconds (one line per ``log_every`` steps)
+    checkpoints/step_NNNNNN.pt   generator, discriminator, projector, optimisers, RNG states (last 3 kept)
+    samples/step_NNNNNN.png real / simulated / translated tiles
+    heldout/real_NNN.mrc    the right-hand strip of each real micrograph (preprocessed), never trained on
+    model.pt                the finished generator (written last, atomically: its presence means "finished")
+    model.json              what model.pt holds, for people
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genem.io import GenemInputError, atomic_path, write_json_atomic, write_mrc
+from genem.io.atomic import remove_stale_temporaries
+
+from .data import (RealMicrograph, expand_real_paths, load_simulated_set, prepare_real_micrograph,
+                   sample_tiles)
+from .networks import (DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, lsgan_loss)
+from .patchnce import PatchProjector, compute_patchnce_loss
+
+MODEL_FILE = "model.pt"
+FORMAT = "genem-translate-v1"
+
+
+@dataclass(frozen=True)
+class TranslateTrainConfig:
+    steps: int = 4000
+    tile_px: int = 128
+    batch_size: int = 4
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_gan: float = 1.0
+    lambda_nce: float = 1.0
+    nce_identity: bool = True          # CUT's identity NCE on real tiles (G(real) keeps real content)
+    nce_temperature: float = 0.07
+    nce_patches: int = 256
+    nce_dim: int = 256
+    mask_guided: bool = True           # GenEM: particle vs background negatives
+    min_mask_cells: int = 8            # a class needs this many cells at a layer for guided sampling
+    holdout_fraction: float = 0.25     # right-hand strip of each real micrograph kept out of training
+    clip_sigma: float = 6.0
+    real_pixel_size_A: float | None = None
+    max_micrographs: int | None = None
+    checkpoint_every: int = 500
+    grid_every: int = 500
+    log_every: int = 10
+    keep_checkpoints: int = 3
+    seed: int = 0
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.nce_patches < 2:
+            raise ValueError("steps, batch_size must be >= 1 and nce_patches >= 2")
+        mult = 2 ** self.generator.n_down
+        if self.tile_px < 32 or self.tile_px % mult:
+            raise ValueError(f"tile_px must be >= 32 and a multiple of {mult}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError("holdout_fraction must be in [0, 1)")
+        if not self.nce_temperature > 0:
+            raise ValueError("nce_temperature must be > 0")
+        for k in ("checkpoint_every", "grid_every", "log_every", "keep_checkpoints"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1")
+
+    def replace(self, **kw) -> "TranslateTrainConfig":
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TranslateTrainConfig":
+        d = dict(d)
+        d["generator"] = GeneratorConfig(**d.get("generator", {}))
+        d["discriminator"] = DiscriminatorConfig(**d.get("discriminator", {}))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class TranslatorState:
+    """Networks and optimisers of one training run."""
+
+    def __init__(self, config: TranslateTrainConfig, device):
+        torch.manual_seed(config.seed)
+        self.G = Generator(config.generator).to(device)
+        self.D = PatchDiscriminator(config.discriminator).to(device)
+        self.F = PatchProjector(self.G.feature_channels, config.nce_dim).to(device)
+        betas = (config.beta1, config.beta2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.lr, betas=betas)
+        self.opt_F = torch.optim.Adam(self.F.parameters(), lr=config.lr, betas=betas)
+
+    def state_dict(self):
+        return {k: getattr(self, k).state_dict() for k in ("G", "D", "F", "opt_G", "opt_D", "opt_F")}
+
+    def load_state_dict(self, sd):
+        for k, v in sd.items():
+            getattr(self, k).load_state_dict(v)
+
+
+def train_step(state: TranslatorState, config: TranslateTrainConfig, x, m, y,
+               generator: torch.Generator) -> dict:
+    """One CUT step: discriminator (LSGAN), then generator + projector (LSGAN + PatchNCE)."""
+    G, D, Fp = state.G, state.D, state.F
+    G.train()
+    b = x.shape[0]
+    inp = torch.cat([x, y]) if config.nce_identity else x
+    out = G(inp)
+    fake = out[:b]
+    # discriminator
+    for p in D.parameters():
+        p.requires_grad_(True)
+    loss_d = 0.5 * (lsgan_loss(D(fake.detach()), False) + lsgan_loss(D(y), True))
+    state.opt_D.zero_grad(set_to_none=True)
+    loss_d.backward()
+    state.opt_D.step()
+    # generator and projection heads
+    for p in D.parameters():
+        p.requires_grad_(False)
+    loss_gan = lsgan_loss(D(fake), True)
+    masks = None
+    if config.mask_guided:
+        masks = m if not config.nce_identity else torch.cat([m, torch.zeros_like(m)])  # real tiles: no mask
+    feats_src = G.encode(inp)
+    feats_out = G.encode(out)
+    # with identity NCE the sim half and the real half are separate images of one batch: mask-guided sampling on
+    # the first (where the mask allows), CUT's random sampling on the second (its masks are empty)
+    loss_nce, info = compute_patchnce_loss(feats_src, feats_out, Fp, masks_bhw=masks, n_patches=config.nce_patches,
+                                           temperature=config.nce_temperature,
+                                           min_per_class=config.min_mask_cells, generator=generator)
+    guided = info["guided_fraction"] * (2 if config.nce_identity else 1)
+    loss_g = config.lambda_gan * loss_gan + config.lambda_nce * loss_nce
+    state.opt_G.zero_grad(set_to_none=True)
+    state.opt_F.zero_grad(set_to_none=True)
+    loss_g.backward()
+    state.opt_G.step()
+    state.opt_F.step()
+    return {"loss_D": float(loss_d.detach()), "loss_G_gan": float(loss_gan.detach()), "loss_nce": float(loss_nce.detach()),
+            "guided_fraction": float(guided)}
+
+
+LOG_COLUMNS = ("step", "loss_D", "loss_G_gan", "loss_nce", "guided_fraction", "seconds")
+
+
+def read_loss_log(model_dir) -> list[dict]:
+    path = Path(model_dir) / "loss_log.tsv"
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    cols = lines[0].split("\t")
+    return [dict(zip(cols, map(float, ln.split("\t")))) for ln in lines[1:] if ln.strip()]
+
+
+def _checkpoint_paths(model_dir: Path) -> list[Path]:
+    return sorted((model_dir / "checkpoints").glob("step_*.pt"))
+
+
+def _load_real(real_paths, target_px: float, config: TranslateTrainConfig) -> list[RealMicrograph]:
+    out = []
+    for p in real_paths:
+        rm = prepare_real_micrograph(p, target_px, pixel_size_A=config.real_pixel_size_A,
+                                     clip_sigma=config.clip_sigma)
+        train_w = rm.image.shape[1] - int(round(rm.image.shape[1] * config.holdout_fraction))
+        if rm.image.shape[0] < config.tile_px or train_w < config.tile_px:
+            raise GenemInputError(p, f"only {rm.image.shape[0]}x{train_w} px for training at "
+                                     f"{rm.pixel_size_A:.3g} A/px; smaller than the {config.tile_px} px tile")
+        out.append(rm)
+    return out
+
+
+def _save_grid(path, real, sim, fake):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("real", real), ("simulated", sim), ("translated", fake)]
+    n = real.shape[0]
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.1), squeeze=False)
+    for i, (name, tiles) in enumerate(rows):
+        for j in range(n):
+            ax = axes[i, j]
+            t = tiles[j]
+            lo, hi = np.percentile(t, [1, 99])
+            ax.imshow(t, cmap="gray", vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir, *, device: str = "cpu",
+                     resume: bool = False, progress: bool = True, command: list[str] | None = None) -> Path:
+    """Train on a simulated dataset folder and real micrographs (paths / globs / folders); return ``out_dir``.
+
+    ``resume=True`` continues from the newest checkpoint in ``out_dir`` with the configuration and data saved there,
+    except ``steps``, taken from ``config`` (more to extend a run, or a checkpointed step to finish early); the
+    continued run draws the same tiles it would have drawn without the stop.
+    """
+    out_dir = Path(out_dir)
+    dev = torch.device(device)
+    cfg_path = out_dir / "config.json"
+    if resume:
+        if not cfg_path.exists():
+            raise GenemInputError(out_dir, "nothing to resume (no config.json)")
+        saved = json.loads(cfg_path.read_text())
+        config = TranslateTrainConfig.from_dict(saved["config"]).replace(steps=config.steps)
+        simulated_dir = saved["simulated"]
+        real = saved["real"]
+    else:
+        if out_dir.exists() and ((out_dir / MODEL_FILE).exists() or _checkpoint_paths(out_dir)):
+            raise GenemInputError(out_dir, "already holds a model or checkpoints; pass --resume or choose a new --out")
+    real_paths = expand_real_paths(real)
+    sim = load_simulated_set(simulated_dir, clip_sigma=config.clip_sigma, max_micrographs=config.max_micrographs)
+    for img in sim.images:
+        if min(img.shape) < config.tile_px:
+            raise GenemInputError(simulated_dir, f"micrographs {img.shape} are smaller than the {config.tile_px} px tile")
+    reals = _load_real(real_paths, sim.pixel_size_A, config)
+    real_images = [r.image for r in reals]
+    train_cols = [(0, r.image.shape[1] - int(round(r.image.shape[1] * config.holdout_fraction))) for r in reals]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    if not resume:
+        write_json_atomic(cfg_path, {
+            "format": FORMAT, "config": config.to_dict(), "simulated": str(Path(simulated_dir).resolve()),
+            "real": [str(Path(p).resolve()) for p in real_paths], "pixel_size_A": sim.pixel_size_A,
+            "real_sources": [{"path": r.path, "source_pixel_size_A": r.source_pixel_size_A,
+                              "source_shape": list(r.source_shape), "source_dtype": r.source_dtype,
+                              "pixel_size_A": r.pixel_size_A, "shape": list(r.image.shape),
+                              "train_columns": list(c)} for r, c in zip(reals, train_cols)],
+            "device": str(dev), "command": command})
+        if config.holdout_fraction > 0:
+            for i, (r, (_, c1)) in enumerate(zip(reals, train_cols)):
+                write_mrc(out_dir / "heldout" / f"real_{i:03d}.mrc", r.image[:, c1:], r.pixel_size_A)
+    else:
+        cfg = json.loads(cfg_path.read_text())
+        cfg["config"]["steps"] = config.steps
+        write_json_atomic(cfg_path, cfg)
+
+    state = TranslatorState(config, dev)
+    rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    start = 0
+    if resume:
+        cks = _checkpoint_paths(out_dir)
+        if cks:
+            ck = torch.load(cks[-1], map_location=dev, weights_only=False)
+            state.load_state_dict(ck["state"])
+            rng.bit_generator.state = ck["numpy_rng"]
+            gen.set_state(ck["torch_gen"])
+            start = int(ck["step"])
+        if start > config.steps:
+            raise GenemInputError(out_dir, f"checkpoint is at step {start}, beyond the requested {config.steps} steps")
+        _truncate_log(out_dir / "loss_log.tsv", start)
+    else:
+        _truncate_log(out_dir / "loss_log.tsv", 0)
+
+    vis_rng = np.random.default_rng(config.seed + 12345)
+    vis_sim, _ = sample_tiles(sim.images, config.tile_px, 6, vis_rng, masks=sim.masks)
+    vis_real, _ = sample_tiles(real_images, config.tile_px, 6, vis_rng, column_ranges=train_cols)
+
+    from tqdm import tqdm
+
+    t0 = time.time()
+    log_path = out_dir / "loss_log.tsv"
+    acc: dict[str, list[float]] = {}
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="translate train",
+               disable=not progress, unit="step")
+    for step in bar:
+        xs, ms = sample_tiles(sim.images, config.tile_px, config.batch_size, rng, masks=sim.masks)
+        ys, _ = sample_tiles(real_images, config.tile_px, config.batch_size, rng, column_ranges=train_cols)
+        x = torch.from_numpy(xs)[:, None].to(dev)
+        m = torch.from_numpy(ms).to(dev)
+        y = torch.from_numpy(ys)[:, None].to(dev)
+        losses = train_step(state, config, x, m, y, gen)
+        for k, v in losses.items():
+            acc.setdefault(k, []).append(v)
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            row = {k: float(np.mean(v)) for k, v in acc.items()}
+            acc = {}
+            _append_log(log_path, done, row, time.time() - t0)
+            bar.set_postfix(D=f"{row['loss_D']:.3f}", G=f"{row['loss_G_gan']:.3f}", nce=f"{row['loss_nce']:.3f}")
+        if done % config.grid_every == 0 or done == config.steps:
+            with torch.no_grad():
+                state.G.eval()
+                fake = state.G(torch.from_numpy(vis_sim)[:, None].to(dev)).cpu().numpy()[:, 0]
+            _save_grid(out_dir / "samples" / f"step_{done:06d}.png", vis_real, vis_sim, fake)
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            _save_checkpoint(out_dir, done, state, rng, gen, config)
+    bar.close()
+    save_model(out_dir / MODEL_FILE, state.G, config, sim.pixel_size_A,
+               extra={"steps": config.steps, "simulated": str(simulated_dir),
+                      "real": [str(p) for p in real_paths]})
+    write_json_atomic(out_dir / "model.json", {
+        "format": FORMAT, "file": MODEL_FILE, "pixel_size_A": sim.pixel_size_A, "steps": config.steps,
+        "generator": config.generator.to_dict(), "clip_sigma": config.clip_sigma,
+        "heldout": sorted(str(p.relative_to(out_dir)) for p in (out_dir / "heldout").glob("*.mrc")),
+        "translate_apply": "genem translate apply --model THIS_FOLDER --simulated SIM_DIR --out OUT_DIR"})
+    return out_dir
+
+
+def _truncate_log(path: Path, step: int):
+    header = "\t".join(LOG_COLUMNS) + "\n"
+    lines = [header]
+    if step > 0 and path.exists():
+        for ln in path.read_text().splitlines()[1:]:
+            if ln.strip() and float(ln.split("\t")[0]) <= step:
+                lines.append(ln + "\n")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("".join(lines))
+
+
+def _append_log(path: Path, step: int, row: dict, seconds: float):
+    vals = [str(step)] + [f"{row.get(k, float('nan')):.6g}" for k in LOG_COLUMNS[1:-1]] + [f"{seconds:.2f}"]
+    with open(path, "a") as f:
+        f.write("\t".join(vals) + "\n")
+
+
+def _save_checkpoint(out_dir: Path, step: int, state: TranslatorState, rng, gen, config):
+    path = out_dir / "checkpoints" / f"step_{step:06d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save({"step": step, "state": state.state_dict(), "numpy_rng": rng.bit_generator.state,
+                    "torch_gen": gen.get_state(), "config": config.to_dict()}, tmp)
+    for old in _checkpoint_paths(out_dir)[:-config.keep_checkpoints]:
+        old.unlink()
+
+
+def save_model(path, generator: Generator, config: TranslateTrainConfig, pixel_size_A: float, extra=None):
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "generator_config": generator.config.to_dict(),
+                    "generator": {k: v.cpu() for k, v in generator.state_dict().items()},
+                    "pixel_size_A": float(pixel_size_A), "clip_sigma": config.clip_sigma,
+                    "train_config": config.to_dict(), **(extra or {})}, tmp)
+
+
+def load_model(model, device="cpu") -> tuple[Generator, dict]:
+    """Load a finished translator from a model folder (or its model.pt); returns ``(generator in eval mode, meta)``."""
+    p = Path(model)
+    f = p / MODEL_FILE if p.is_dir() else p
+    if not f.exists():
+        why = "training not finished (checkpoints only; resume it)" if p.is_dir() and _checkpoint_paths(p) else \
+            "no trained translator (model.pt) here"
+        raise GenemInputError(p, why)
+    try:
+        ck = torch.load(f, map_location=device, weights_only=False)
+    except Exception as e:
+        raise GenemInputError(f, f"not a readable translator model ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise GenemInputError(f, "not a GenEM translator model")
+    g = Generator(GeneratorConfig(**ck["generator_config"]))
+    g.load_state_dict(ck["generator"])
+    g.to(device).eval()
+    return g, ck
