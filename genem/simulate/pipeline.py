@@ -35,12 +35,18 @@ def micrograph_seed(seed: int, index0: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index0)]))
 
 
+def load_potentials(cfg: SimulationConfig) -> list:
+    """The potential of every structure of the config, at the simulation pixel size."""
+    return [load_potential(s.path, cfg.pixel_size_A, map_pixel_size_A=s.map_pixel_size_A,
+                           use_atom_bfactors=s.use_atom_bfactors, solvent_potential_V=cfg.solvent_potential_V)
+            for s in cfg.structures]
+
+
 class _Prepared:
     """What every micrograph needs: potentials, projectors, orientations table, MTF, ice reference."""
 
     def __init__(self, cfg: SimulationConfig, device):
-        self.potentials = [load_potential(s.path, cfg.pixel_size_A, map_pixel_size_A=s.map_pixel_size_A,
-                                          use_atom_bfactors=s.use_atom_bfactors) for s in cfg.structures]
+        self.potentials = load_potentials(cfg)
         self.projectors = [FourierProjector(p.volume_V, cfg.pixel_size_A, device=device) for p in self.potentials]
         w = np.array([s.weight for s in cfg.structures], float)
         self.weights = w / w.sum()
@@ -224,9 +230,7 @@ def _finalize(root: Path, cfg: SimulationConfig, command_line, started: float) -
         seeds.append([cfg.seed, i])
     (root / L.GROUND_TRUTH_DIR).mkdir(exist_ok=True)
     prep_paths = []
-    for k, s in enumerate(cfg.structures):
-        pot = load_potential(s.path, cfg.pixel_size_A, map_pixel_size_A=s.map_pixel_size_A,
-                             use_atom_bfactors=s.use_atom_bfactors)
+    for k, pot in enumerate(load_potentials(cfg)):
         p = root / L.GROUND_TRUTH_DIR / f"structure_{k:02d}.mrc"
         write_mrc(p, pot.volume_V, cfg.pixel_size_A)
         prep_paths.append(str(p.relative_to(root)))

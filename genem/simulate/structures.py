@@ -8,12 +8,13 @@ import numpy as np
 
 from genem.io.errors import GenemInputError
 from genem.io.mrc import read_mrc
-from genem.physics.potential import potential_from_atoms, read_atomic_model
+from genem.physics.potential import displace_solvent, potential_from_atoms, read_atomic_model
 
 MODEL_SUFFIXES = {".pdb", ".ent", ".cif", ".mmcif", ".pdbx"}
 MAP_SUFFIXES = {".mrc", ".map", ".mrcs", ".rec"}
 #: maps in arbitrary units are scaled so the mean inside their envelope is this potential (V): protein against ice
-MAP_ENVELOPE_POTENTIAL_V = 3.0
+#: (Peng potentials of protein average ~6.4 V inside the molecular envelope, ice ~4.5 V)
+MAP_ENVELOPE_POTENTIAL_V = 2.0
 
 
 @dataclass
@@ -56,7 +57,7 @@ def _radius_of(vol: np.ndarray, pixel_size_A: float) -> float:
 
 
 def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None = None,
-                   use_atom_bfactors: bool = False) -> Potential:
+                   use_atom_bfactors: bool = False, solvent_potential_V: float = 0.0) -> Potential:
     """A structure file as a potential (V) at ``pixel_size_A`` in a cubic box that holds it."""
     path = Path(path)
     if not path.exists():
@@ -76,6 +77,7 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
                                        occupancies=occ)
         except ValueError as e:
             raise GenemInputError(path, str(e)) from None
+        vol = displace_solvent(vol, len(pos), pixel_size_A, solvent_potential_V)
     elif suffix in MAP_SUFFIXES:
         data, px = read_mrc(path, pixel_size_A=map_pixel_size_A)
         if data.ndim != 3 or len(set(data.shape)) != 1:

@@ -1,0 +1,90 @@
+"""Throughput of the GenEM denoiser on CPU (particles/s) at box 64 and 128, beside Topaz-Denoise's general
+model on the same images in the same run.
+
+Images: box-64 particles of a GenEM dataset folder and box-128 crops of its micrographs (both at the model's
+pixel size, so the networks run at the given box). Each method denoises the same N images in batches; the time
+includes normalisation and the post-processing U-Net (GenEM) or the per-image normalisation (Topaz).
+
+    python benchmarks/denoise.py --data SIM_DIR [--model DIR] [--n 128] [--threads 1] [--out FILE.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from genem.io import GenemDataset  # noqa: E402
+from genem.restore.apply import denoise_batch  # noqa: E402
+from genem.restore.baselines import load_topaz, topaz_available, topaz_denoise  # noqa: E402
+from genem.restore.model import Denoiser  # noqa: E402
+
+
+def images_for(ds: GenemDataset, box: int, n: int, rng) -> torch.Tensor:
+    if box == int(ds.particles()["rlnImageSize"].iloc[0]):
+        rows = ds.particles().iloc[:n]
+        return torch.from_numpy(ds.read_particle_images(rows))
+    mics = ds.micrographs()["rlnMicrographName"].tolist()
+    out = []
+    while len(out) < n:
+        m = ds.read_micrograph(mics[len(out) % len(mics)])
+        y, x = rng.integers(0, m.shape[0] - box), rng.integers(0, m.shape[1] - box)
+        out.append(m[y:y + box, x:x + box])
+    return torch.from_numpy(np.stack(out))
+
+
+def rate(fn, imgs, batch):
+    fn(imgs[:2])  # warm-up
+    t0 = time.perf_counter()
+    for i in range(0, len(imgs), batch):
+        fn(imgs[i:i + batch])
+    return len(imgs) / (time.perf_counter() - t0)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    ds = GenemDataset.open(a.data)
+    model = Denoiser.load(a.model)
+    px = model.pixel_size_A
+    tm = load_topaz() if topaz_available() else None
+    rng = np.random.default_rng(0)
+    res = {"threads": a.threads, "n_images": a.n, "cpu": platform.processor() or platform.machine(),
+           "torch": torch.__version__, "default_steps": model.default_steps, "results": {}}
+    for box in (64, 128):
+        imgs = images_for(ds, box, a.n, rng)
+        r = {"genem_default_steps_post": rate(lambda x: denoise_batch(model, x, px), imgs, a.batch),
+             "genem_default_steps_no_post": rate(lambda x: denoise_batch(model, x, px, postprocess=False), imgs,
+                                                 a.batch)}
+        if tm is not None:
+            with torch.no_grad():
+                r["topaz_unet_L2"] = rate(lambda x: topaz_denoise(x, tm), imgs, a.batch)
+            r["genem_over_topaz"] = r["genem_default_steps_post"] / r["topaz_unet_L2"]
+        res["results"][f"box{box}"] = {k: round(v, 2) for k, v in r.items()}
+        print(f"box {box}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()) + " particles/s", file=sys.stderr)
+    if not tm:
+        res["topaz"] = "not installed"
+    text = json.dumps(res, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

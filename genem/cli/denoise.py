@@ -1,0 +1,101 @@
+"""``genem denoise train|apply``: the diffusion denoiser (genem.restore)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("denoise", help="train or apply the diffusion particle denoiser")
+    sub = p.add_subparsers(dest="denoise_command", required=True)
+
+    t = sub.add_parser("train", help="train on (noisy, clean) particle pairs of GenEM dataset folders")
+    t.add_argument("--data", nargs="+", required=True, help="GenEM dataset folders (simulate / translate output)")
+    t.add_argument("--out", required=True, help="model folder to write (model.pt, model.json, train.json)")
+    t.add_argument("--steps", type=int, default=3000, help="diffusion U-Net optimiser steps")
+    t.add_argument("--post-steps", type=int, default=1000, help="post-processing U-Net steps (0: none)")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--crop", type=int, default=48, help="training crop size (px)")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--schedule", choices=("cosine", "linear"), default="cosine")
+    t.add_argument("--timesteps", type=int, default=1000, help="training diffusion steps T")
+    t.add_argument("--prediction", choices=("sample", "epsilon"), default="sample",
+                   help="network predicts the clean image (sample) or the noise (epsilon)")
+    t.add_argument("--channels", type=int, default=24, help="U-Net base channels")
+    t.add_argument("--post-channels", type=int, default=16, help="post-processing U-Net base channels")
+    t.add_argument("--sample-steps", type=int, default=10, help="default DDIM steps of the trained model")
+    t.add_argument("--max-particles", type=int, default=20000)
+    t.add_argument("--checkpoint-every", type=int, default=200)
+    t.add_argument("--flip-contrast", action="store_true",
+                   help="augment with both contrast polarities (data of unknown polarity)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=run_train)
+
+    a = sub.add_parser("apply", help="denoise particles (STAR, .cs, .mrcs) or micrographs")
+    src = a.add_mutually_exclusive_group(required=True)
+    src.add_argument("--particles", help="particles: RELION .star, cryoSPARC .cs or an .mrcs stack")
+    src.add_argument("--micrographs", help="micrographs: a STAR with rlnMicrographName or one .mrc")
+    a.add_argument("--out", required=True, help="output folder (new; never an input folder)")
+    a.add_argument("--model", default=None, help="model folder (default: the model shipped with GenEM)")
+    a.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    a.add_argument("--samples", type=int, default=1, help="average this many diffusion samples")
+    a.add_argument("--no-postprocess", action="store_true", help="skip the post-processing U-Net")
+    a.add_argument("--batch-size", type=int, default=64)
+    a.add_argument("--root", default=None, help="folder the image paths are relative to (default: found)")
+    a.add_argument("--pixel-size-A", type=float, default=None, help="override the pixel size")
+    a.add_argument("--invert-contrast", action="store_true",
+                   help="the particles have protein black (the model expects RELION's --invert_contrast polarity)")
+    a.add_argument("--tile", type=int, default=256, help="micrograph tile size at the model's pixel size")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--threads", type=int, default=None)
+    a.add_argument("--device", default="cpu")
+    a.add_argument("--no-progress", action="store_true")
+    a.set_defaults(func=run_apply)
+
+
+def _threads(n):
+    if n:
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+def run_train(args) -> int:
+    from genem.io import GenemInputError
+    from genem.restore.train import TrainConfig, train_denoiser
+
+    _threads(args.threads)
+    try:
+        cfg = TrainConfig(steps=args.steps, post_steps=args.post_steps, batch_size=args.batch_size,
+                          crop_px=args.crop, lr=args.lr, schedule=args.schedule,
+                          num_train_timesteps=args.timesteps, prediction_type=args.prediction,
+                          base_channels=args.channels, post_base_channels=args.post_channels,
+                          sample_steps=args.sample_steps, max_particles=args.max_particles,
+                          checkpoint_every=args.checkpoint_every, flip_contrast=args.flip_contrast,
+                          seed=args.seed)
+    except ValueError as e:
+        raise GenemInputError("arguments", str(e)) from None
+    path = train_denoiser(args.data, args.out, cfg, device=args.device, resume=args.resume,
+                          progress=not args.no_progress)
+    print(f"genem denoise: wrote {path}", file=sys.stderr)
+    return 0
+
+
+def run_apply(args) -> int:
+    from genem.restore.apply import denoise_micrographs, denoise_particles
+    from genem.restore.model import Denoiser
+
+    _threads(args.threads)
+    model = Denoiser.load(args.model, device=args.device)
+    kw = dict(steps=args.steps, n_samples=args.samples, postprocess=not args.no_postprocess, seed=args.seed,
+              invert_contrast=args.invert_contrast, root=args.root, pixel_size_A=args.pixel_size_A, progress=not args.no_progress)
+    if args.particles:
+        out = denoise_particles(args.particles, args.out, model, batch_size=args.batch_size, **kw)
+    else:
+        out = denoise_micrographs(args.micrographs, args.out, model, tile=args.tile, **kw)
+    print(f"genem denoise: wrote {Path(out)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,140 @@
+"""A trained denoiser: diffusion U-Net + schedule + post-processing U-Net + the particle geometry it was trained
+at, saved as one ``model.pt`` (plus ``model.json`` metadata) in a model folder."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from genem.io import GenemInputError
+
+from .normalize import normalize_images, pad_to_multiple
+from .postprocess import PostProcessor
+from .sampler import sample_conditional
+from .schedule import DiffusionSchedule
+from .unet import UNet, UNetConfig
+
+FORMAT = "genem-denoiser-1"
+MODEL_FILE = "model.pt"
+DEFAULT_MODEL_DIR = Path(__file__).with_name("default_model")
+
+
+@dataclass
+class Denoiser:
+    """Everything needed to denoise: call :meth:`denoise_normalized` or :meth:`denoise_images`."""
+
+    diffusion: UNet
+    schedule: DiffusionSchedule
+    postprocess: PostProcessor | None
+    pixel_size_A: float
+    box_px: int
+    target_scale: float
+    default_steps: int = 10
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def stride(self) -> int:
+        s = self.diffusion.config.stride
+        if self.postprocess is not None:
+            s = max(s, self.postprocess.config.stride)
+        return s
+
+    def to(self, device):
+        self.diffusion.to(device)
+        if self.postprocess is not None:
+            self.postprocess.to(device)
+        return self
+
+    @torch.no_grad()
+    def denoise_normalized(self, noisy: torch.Tensor, *, steps: int | None = None, n_samples: int = 1,
+                           postprocess: bool = True, mode: str = "ddim", eta: float = 0.0,
+                           seed: int = 0, seeds=None) -> torch.Tensor:
+        """Denoise RELION-normalised images (B, H, W) at the model's pixel size; returns (B, H, W), same units.
+
+        ``seeds`` (one per image) draws each image's starting noise from its own generator, so an image's result
+        does not depend on the batch it is in; otherwise one generator seeded with ``seed`` serves the batch."""
+        self.diffusion.eval()
+        dev = next(self.diffusion.parameters()).device
+        x, (h, w) = pad_to_multiple(noisy.to(dev, torch.float32)[:, None], self.stride)
+        g = torch.Generator().manual_seed(int(seed))
+        init = None
+        if seeds is not None:
+            init = torch.stack([torch.randn((n_samples, 1) + x.shape[-2:], generator=torch.Generator().manual_seed(
+                int(s) % (2 ** 63))) for s in seeds], 1)
+        out = sample_conditional(self.diffusion, self.schedule, x, steps=steps or self.default_steps, mode=mode,
+                                 eta=eta, n_samples=n_samples, generator=g, init_noise=init)
+        if postprocess and self.postprocess is not None:
+            self.postprocess.eval()
+            out = self.postprocess(x, out)
+        return (out / self.target_scale)[:, 0, :h, :w]
+
+    def denoise_images(self, images: torch.Tensor, **kw) -> torch.Tensor:
+        """Normalise (background mean/sd), denoise, and put back on the input's scale."""
+        norm, mean, sd = normalize_images(torch.as_tensor(images, dtype=torch.float32))
+        return self.denoise_normalized(norm, **kw).cpu() * sd + mean
+
+    # ------------------------------------------------------------------ save / load
+    def state(self) -> dict:
+        def half(sd):
+            return {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in sd.items()}
+
+        return {
+            "format": FORMAT,
+            "diffusion": {"config": self.diffusion.config.to_dict(), "state_dict": half(self.diffusion.state_dict())},
+            "postprocess": None if self.postprocess is None else {
+                "config": self.postprocess.config.to_dict(), "state_dict": half(self.postprocess.state_dict())},
+            "schedule": {"kind": self.schedule.kind, "num_train_timesteps": self.schedule.num_train_timesteps,
+                         "prediction_type": self.schedule.prediction_type},
+            "pixel_size_A": self.pixel_size_A, "box_px": self.box_px, "target_scale": self.target_scale,
+            "default_steps": self.default_steps, "meta": self.meta,
+        }
+
+    def save(self, folder) -> Path:
+        from genem.io import atomic_path, write_json_atomic
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        st = self.state()
+        with atomic_path(folder / MODEL_FILE) as tmp:
+            torch.save(st, tmp)
+        info = {k: v for k, v in st.items() if k not in ("diffusion", "postprocess")}
+        info["diffusion_config"] = st["diffusion"]["config"]
+        info["postprocess_config"] = st["postprocess"]["config"] if st["postprocess"] else None
+        write_json_atomic(folder / "model.json", info)
+        return folder / MODEL_FILE
+
+    @classmethod
+    def from_state(cls, st: dict) -> "Denoiser":
+        def f32(sd):
+            return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+
+        diff = UNet(UNetConfig.from_dict(st["diffusion"]["config"]))
+        diff.load_state_dict(f32(st["diffusion"]["state_dict"]))
+        post = None
+        if st.get("postprocess"):
+            post = PostProcessor(UNetConfig.from_dict(st["postprocess"]["config"]))
+            post.load_state_dict(f32(st["postprocess"]["state_dict"]))
+        sch = DiffusionSchedule(**st["schedule"])
+        return cls(diff.eval(), sch, None if post is None else post.eval(), float(st["pixel_size_A"]),
+                   int(st["box_px"]), float(st["target_scale"]), int(st.get("default_steps", 10)), st.get("meta", {}))
+
+    @classmethod
+    def load(cls, folder=None, device="cpu") -> "Denoiser":
+        """Load a model folder (or a model.pt path); ``None`` loads the default model shipped in the package."""
+        folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
+        path = folder / MODEL_FILE if folder.is_dir() else folder
+        if not path.exists():
+            raise GenemInputError(folder, f"no denoiser model here ({MODEL_FILE} missing)")
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise GenemInputError(path, f"not a readable model file ({type(e).__name__})") from None
+        if not isinstance(st, dict) or st.get("format") != FORMAT:
+            raise GenemInputError(path, f"not a GenEM denoiser model (expected format {FORMAT})")
+        return cls.from_state(st).to(device)
+
+
+def read_model_info(folder) -> dict:
+    return json.loads((Path(folder) / "model.json").read_text())

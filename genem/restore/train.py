@@ -1,0 +1,312 @@
+"""Training: (1) the SR3-style conditional diffusion U-Net on (noisy, clean) particle pairs, (2) the
+post-processing U-Net on the diffusion outputs of training particles. Checkpoints are atomic and ``resume``
+continues a run bit-for-bit in its data order (RNG states are saved with the weights)."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
+from genem.io.dataset import CLEAN_IMAGE_COLUMN
+
+from .model import Denoiser
+from .normalize import normalize_pair
+from .postprocess import PostProcessor, postprocess_config
+from .sampler import sample_conditional
+from .schedule import PREDICTIONS, SCHEDULES, DiffusionSchedule
+from .unet import UNet, UNetConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3000                 # diffusion U-Net optimiser steps
+    post_steps: int = 1000            # post-processing U-Net steps (0: no post-processing network)
+    batch_size: int = 16
+    crop_px: int = 48                 # random training crops (the networks are fully convolutional)
+    lr: float = 1e-3
+    ema_decay: float = 0.995
+    schedule: str = "cosine"
+    num_train_timesteps: int = 1000
+    prediction_type: str = "sample"
+    base_channels: int = 24
+    channel_mults: tuple = (1, 2, 2)
+    post_base_channels: int = 16
+    post_train_images: int = 1024     # training particles run through the sampler to train the post-processor
+    sample_steps: int = 10            # default DDIM steps (used for the post-processor's inputs)
+    val_fraction: float = 0.05
+    max_particles: int = 20000
+    checkpoint_every: int = 200
+    flip_contrast: bool = False       # augment with both contrast polarities (only for data of unknown polarity)
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "channel_mults", tuple(int(c) for c in self.channel_mults))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}")
+        if self.prediction_type not in PREDICTIONS:
+            raise ValueError(f"prediction_type must be one of {PREDICTIONS}")
+        for name in ("steps", "batch_size", "crop_px", "num_train_timesteps", "sample_steps", "checkpoint_every",
+                     "max_particles", "post_train_images", "base_channels", "post_base_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.post_steps < 0 or not 0 <= self.val_fraction < 0.5 or self.lr <= 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError("post_steps >= 0, 0 <= val_fraction < 0.5, lr > 0, 0 <= ema_decay < 1 required")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channel_mults"] = list(self.channel_mults)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def replace(self, **kw) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **kw})
+
+
+# ---------------------------------------------------------------------------- data
+@dataclass
+class PairSet:
+    noisy: torch.Tensor      # (N, H, W) RELION-normalised
+    clean: torch.Tensor      # (N, H, W) on the noisy images' scale
+    pixel_size_A: float
+    sources: list
+
+
+def load_training_pairs(data_dirs, max_particles: int = 20000, seed: int = 0) -> PairSet:
+    """Read (noisy, clean) particle pairs from GenEM dataset folders (simulate / translate output)."""
+    noisy, clean, px, sources = [], [], None, []
+    per = max(1, max_particles // max(1, len(data_dirs)))
+    rng = np.random.default_rng(seed)
+    for d in data_dirs:
+        ds = GenemDataset.open(d)
+        rows = ds.particles()
+        if CLEAN_IMAGE_COLUMN not in rows.columns:
+            raise GenemInputError(Path(d) / "particles.star", f"no clean twins (column {CLEAN_IMAGE_COLUMN})")
+        if len(rows) > per:
+            rows = rows.iloc[np.sort(rng.choice(len(rows), per, replace=False))]
+        p = float(rows["rlnImagePixelSize"].iloc[0]) if "rlnImagePixelSize" in rows else ds.pixel_size_A
+        if px is not None and abs(p - px) > 1e-3 * px:
+            raise GenemInputError(d, f"pixel size {p} A differs from the other datasets' {px} A")
+        px = p
+        n = torch.from_numpy(ds.read_particle_images(rows, "rlnImageName"))
+        c = torch.from_numpy(ds.read_particle_images(rows, CLEAN_IMAGE_COLUMN))
+        if noisy and n.shape[-1] != noisy[0].shape[-1]:
+            raise GenemInputError(d, f"box {n.shape[-1]} px differs from the other datasets' {noisy[0].shape[-1]} px")
+        nn_, cn = normalize_pair(n, c)
+        noisy.append(nn_)
+        clean.append(cn)
+        sources.append({"path": str(Path(d).resolve()), "particles": int(len(rows)),
+                        "manifest_seed": ds.manifest.get("seed") if isinstance(ds.manifest, dict) else None})
+    if not noisy:
+        raise GenemInputError("--data", "no datasets given")
+    return PairSet(torch.cat(noisy), torch.cat(clean), px, sources)
+
+
+def augment_crop(stack: torch.Tensor, crop: int, g: torch.Generator, flip_contrast: bool = False) -> torch.Tensor:
+    """Random crop, 90-degree rotation and mirror (and contrast sign if ``flip_contrast``), the same for every
+    channel of each item: (B, C, H, W) -> (B, C, crop, crop). Channels are aligned images (noisy, clean, ...).
+
+    The contrast sign is kept by default: at SNR ~0.05 the polarity of a particle cannot be read from the image,
+    so a model trained on both polarities hedges between them; GenEM datasets, like RELION extractions with
+    --invert_contrast, have protein white."""
+    b, ch, h, w = stack.shape
+    crop = min(crop, h, w)
+    y0 = torch.randint(0, h - crop + 1, (b,), generator=g)
+    x0 = torch.randint(0, w - crop + 1, (b,), generator=g)
+    ar = torch.arange(crop)
+    iy = (y0[:, None] + ar)[:, None, :, None].expand(b, ch, crop, crop)
+    ix = (x0[:, None] + ar)[:, None, None, :].expand(b, ch, crop, crop)
+    bi = torch.arange(b)[:, None, None, None].expand(b, ch, crop, crop)
+    ci = torch.arange(ch)[None, :, None, None].expand(b, ch, crop, crop)
+    out = stack[bi, ci, iy, ix]
+    out = torch.rot90(out, int(torch.randint(0, 4, (1,), generator=g)), (2, 3))
+    if int(torch.randint(0, 2, (1,), generator=g)):
+        out = out.flip(-1)
+    if not flip_contrast:
+        return out
+    sign = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0)[:, None, None, None]
+    return out * sign
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _save_ckpt(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+_EXTENDABLE = ("steps", "post_steps", "checkpoint_every")
+
+
+def _compatible(saved: dict, now: dict) -> bool:
+    """A run resumes with the same settings, except that it may be given more steps."""
+    return {k: v for k, v in saved.items() if k not in _EXTENDABLE} == \
+        {k: v for k, v in now.items() if k not in _EXTENDABLE}
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+
+
+def _progress(total, initial, desc, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, mininterval=2)
+
+
+def _split(pairs: PairSet, cfg: TrainConfig):
+    g = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(len(pairs.noisy), generator=g)
+    n_val = int(round(cfg.val_fraction * len(perm)))
+    return perm[n_val:], perm[:n_val]
+
+
+def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, device="cpu", resume: bool = False,
+                   progress: bool = True, pairs: PairSet | None = None) -> Path:
+    """Train a denoiser on dataset folders and write ``out_dir/model.pt`` (+ model.json, metrics in train.json)."""
+    out_dir = Path(out_dir)
+    ckdir = out_dir / "checkpoints"
+    ck_diff, ck_post = ckdir / "diffusion.pt", ckdir / "postprocess.pt"
+    if (out_dir / "model.pt").exists() and not resume:
+        raise GenemInputError(out_dir, "already holds a trained model; choose another --out")
+    if ck_diff.exists() and not resume:
+        raise GenemInputError(out_dir, "holds checkpoints of an unfinished run; pass --resume or choose another --out")
+    if pairs is None:
+        pairs = load_training_pairs(list(data_dirs), config.max_particles, config.seed)
+    train_idx, val_idx = _split(pairs, config)
+    if len(train_idx) < 2:
+        raise GenemInputError(data_dirs[0] if data_dirs else out_dir, "too few training particles")
+    ntr = pairs.noisy[train_idx]
+    ctr = pairs.clean[train_idx]
+    target_scale = float(1.0 / ctr.std().clamp_min(1e-6))
+    torch.manual_seed(config.seed)
+    model = UNet(UNetConfig(in_channels=2, out_channels=1, base_channels=config.base_channels,
+                            channel_mults=config.channel_mults)).to(device)
+    ema = copy.deepcopy(model)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = DiffusionSchedule(config.schedule, config.num_train_timesteps, config.prediction_type)
+    g = torch.Generator().manual_seed(config.seed)
+    step, losses, t_start = 0, [], time.time()
+    if resume and ck_diff.exists():
+        ck = torch.load(ck_diff, map_location="cpu", weights_only=False)
+        if not _compatible(ck["config"], config.to_dict()):
+            raise GenemInputError(ck_diff, "was written with different training settings; use the same ones to resume")
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        g.set_state(ck["rng"])
+        step, losses = ck["step"], ck["losses"]
+    if step < config.steps and ck_post.exists():
+        ck_post.unlink()  # the post-processor must be trained on the final diffusion model's outputs
+    bar = _progress(config.steps, step, "diffusion", progress)
+    model.train()
+    while step < config.steps:
+        idx = torch.randint(0, len(ntr), (config.batch_size,), generator=g)
+        a = augment_crop(torch.stack([ntr[idx], ctr[idx]], 1), config.crop_px, g, config.flip_contrast).to(device)
+        cond, x0 = a[:, :1], a[:, 1:] * target_scale
+        level = sched.sample_noise_levels(config.batch_size, g).to(device)
+        eps = torch.randn(x0.shape, generator=g).to(device)
+        xt = sched.add_noise_at_level(x0, eps, level)
+        pred = model(torch.cat([cond, xt], 1), level)
+        target = x0 if config.prediction_type == "sample" else eps
+        loss = F.mse_loss(pred, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _ema_update(ema, model, config.ema_decay if step > 50 else 0.0)
+        losses.append(float(loss.detach()))
+        step += 1
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save_ckpt(ck_diff, {"config": config.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
+                                 "opt": opt.state_dict(), "rng": g.get_state(), "step": step, "losses": losses,
+                                 "target_scale": target_scale})
+    bar.close()
+    ema.eval()
+    den = Denoiser(ema, sched, None, pairs.pixel_size_A, int(pairs.noisy.shape[-1]), target_scale,
+                   config.sample_steps)
+    post = None
+    post_losses: list = []
+    if config.post_steps > 0:
+        post, post_losses = _train_postprocess(den, ntr, ctr, config, ck_post, device, resume, progress)
+        den.postprocess = post.eval()
+    metrics = evaluate_pairs(den, pairs.noisy[val_idx], pairs.clean[val_idx], steps=config.sample_steps) \
+        if len(val_idx) else {}
+    den.meta = {"train_config": config.to_dict(), "data": pairs.sources, "n_train": int(len(train_idx)),
+                "n_val": int(len(val_idx)), "val_metrics": metrics, "train_seconds": round(time.time() - t_start, 1),
+                "final_loss": float(np.mean(losses[-50:])) if losses else None,
+                "first_loss": float(np.mean(losses[:50])) if losses else None,
+                "post_final_loss": float(np.mean(post_losses[-50:])) if post_losses else None}
+    den.save(out_dir)
+    write_json_atomic(out_dir / "train.json", {**den.meta, "losses": losses, "post_losses": post_losses})
+    return out_dir / "model.pt"
+
+
+def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Path, device, resume, progress):
+    g = torch.Generator().manual_seed(config.seed + 1)
+    m = min(config.post_train_images, len(ntr))
+    sel = torch.randperm(len(ntr), generator=g)[:m]
+    noisy, clean = ntr[sel], ctr[sel]
+    # inputs: the diffusion output (default DDIM steps) of each training particle, in the model's scaled units
+    outs = []
+    for i in range(0, m, 64):
+        outs.append(den.denoise_normalized(noisy[i:i + 64], steps=config.sample_steps, postprocess=False,
+                                           seed=config.seed + i).cpu() * den.target_scale)
+    diffused = torch.cat(outs)
+    torch.manual_seed(config.seed + 2)
+    post = PostProcessor(postprocess_config(config.post_base_channels, config.channel_mults)).to(device)
+    opt = torch.optim.Adam(post.parameters(), lr=config.lr)
+    step, losses = 0, []
+    if resume and ck_post.exists():
+        ck = torch.load(ck_post, map_location="cpu", weights_only=False)
+        post.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        g.set_state(ck["rng"])
+        step, losses = ck["step"], ck["losses"]
+    bar = _progress(config.post_steps, step, "post-process", progress)
+    post.train()
+    stacked = torch.stack([noisy, diffused, clean * den.target_scale], 1)
+    while step < config.post_steps:
+        idx = torch.randint(0, m, (config.batch_size,), generator=g)
+        a = augment_crop(stacked[idx], config.crop_px, g, config.flip_contrast).to(device)
+        pred = post(a[:, :1], a[:, 1:2])
+        loss = F.mse_loss(pred, a[:, 2:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        bar.update(1)
+        if step % config.checkpoint_every == 0 or step == config.post_steps:
+            _save_ckpt(ck_post, {"model": post.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(),
+                                 "step": step, "losses": losses})
+    bar.close()
+    return post, losses
+
+
+def evaluate_pairs(den: Denoiser, noisy: torch.Tensor, clean: torch.Tensor, *, steps: int) -> dict:
+    """Mean PSNR (dB) on normalised pairs: noisy input, diffusion only, diffusion + post-processing."""
+    from genem.metrics import psnr
+
+    out = {"n": int(len(noisy)), "psnr_noisy_dB": float(psnr(noisy, clean).mean())}
+    d = torch.cat([den.denoise_normalized(noisy[i:i + 64], steps=steps, postprocess=False, seed=i)
+                   for i in range(0, len(noisy), 64)])
+    out["psnr_diffusion_dB"] = float(psnr(d, clean).mean())
+    if den.postprocess is not None:
+        p = torch.cat([den.denoise_normalized(noisy[i:i + 64], steps=steps, seed=i) for i in range(0, len(noisy), 64)])
+        out["psnr_postprocessed_dB"] = float(psnr(p, clean).mean())
+    out["steps"] = steps
+    return {k: (round(v, 3) if isinstance(v, float) and not math.isnan(v) else v) for k, v in out.items()}

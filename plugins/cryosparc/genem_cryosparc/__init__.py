@@ -1,0 +1,5 @@
+"""GenEM for cryoSPARC: external jobs through cryosparc-tools (online), .cs/.csg export and import (offline),
+and the one STAR <-> .cs conversion module (:mod:`genem_cryosparc.convert`). The adapter holds no numerics."""
+from .convert import cs_dataset_to_star, merge_into, star_to_cs_dataset
+
+__all__ = ["cs_dataset_to_star", "merge_into", "star_to_cs_dataset"]

@@ -1,0 +1,292 @@
+"""GenEM as cryoSPARC external jobs (cryosparc-tools): create the job, connect and load inputs, run the engine
+locally, upload its files into the job directory, and save outputs with the right slots and passthrough.
+
+Every call on ``CryoSPARC`` and on a job is an HTTP request to the cryoSPARC server. Credentials are never taken
+from the command line: ``CryoSPARC()`` reads ``CRYOSPARC_BASE_URL`` / ``CRYOSPARC_EMAIL`` / ``CRYOSPARC_PASSWORD``
+or a session saved by ``python -m cryosparc.tools login``.
+
+Inside ``with job.run()`` any exception marks the job *failed* with the traceback in its event log (and re-raises);
+the engine's progress lines go to the job's event log as one updating "progress" event.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+from typing import Callable, Sequence
+
+import numpy as np
+
+from genem.io import GenemInputError, read_particles_star, read_star, write_star
+from genem.io.cs import micrograph_shapes_px
+from genem.io.star import split_image_name
+
+from .convert import (
+    UID_COLUMN, cs_dataset_to_star, format_uid, merge_into, micrographs_star_to_cs_dataset, star_to_cs_dataset,
+)
+
+OUTPUT_SUBDIR = "genem"  # engine outputs go to <project>/<job uid>/genem/...
+Runner = Callable[[Sequence[str], Callable[[str], None]], None]
+
+
+class EngineError(RuntimeError):
+    """The engine command failed; the message ends with the last lines it printed."""
+
+
+# ------------------------------------------------------------------------------------------------ small parts
+def parse_job_output(text: str) -> tuple[str, str]:
+    """``"J12.particles"`` -> ``("J12", "particles")``."""
+    m = re.fullmatch(r"\s*(J\d+)\.([A-Za-z][0-9A-Za-z_]*)\s*", str(text))
+    if not m:
+        raise GenemInputError(text, "give the input as JOB.OUTPUT, e.g. J12.particles")
+    return m.group(1), m.group(2)
+
+
+def connect_cryosparc():
+    """``CryoSPARC()`` with credentials from the environment or a saved login; a one-line error otherwise."""
+    from cryosparc.tools import CryoSPARC
+
+    if not (os.environ.get("CRYOSPARC_BASE_URL") or os.environ.get("CRYOSPARC_MASTER_HOSTNAME")):
+        raise GenemInputError("CRYOSPARC_BASE_URL", "not set: export the cryoSPARC URL (and CRYOSPARC_EMAIL / "
+                                                    "CRYOSPARC_PASSWORD, or run `python -m cryosparc.tools login`)")
+    env = os.environ.get  # read now: CryoSPARC()'s own defaults were read when cryosparc.tools was imported
+    where = dict(base_url=env("CRYOSPARC_BASE_URL"), host=None, base_port=None) if env("CRYOSPARC_BASE_URL") else \
+        dict(base_url=None, host=env("CRYOSPARC_MASTER_HOSTNAME"), base_port=env("CRYOSPARC_BASE_PORT"))
+    try:
+        return CryoSPARC(**where, email=env("CRYOSPARC_EMAIL"), password=env("CRYOSPARC_PASSWORD"))
+    except Exception as e:  # no credentials, wrong password, server down, version mismatch
+        raise GenemInputError(os.environ.get("CRYOSPARC_BASE_URL", "cryoSPARC"),
+                              f"cannot connect ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def engine_available(command: str) -> bool:
+    """Whether ``genem <command>`` exists in this installation (its CLI module imports)."""
+    try:
+        return importlib.util.find_spec(f"genem.cli.{command}") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def run_engine(cmd: Sequence[str], log: Callable[[str], None], *, min_interval_s: float = 2.0) -> None:
+    """Run an engine command; stream its progress lines (tqdm's carriage returns included) into ``log``,
+    at most every ``min_interval_s``; raise with the end of its error output when it fails."""
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+    tail: list[str] = []
+    last = 0.0
+    buf = b""
+    assert proc.stdout is not None
+    while True:
+        chunk = proc.stdout.read(256)
+        if not chunk:
+            break
+        buf += chunk
+        parts = re.split(rb"[\r\n]", buf)
+        buf = parts.pop()
+        for line in (p.decode(errors="replace").strip() for p in parts):
+            if not line:
+                continue
+            tail = (tail + [line])[-20:]
+            now = time.monotonic()
+            if now - last >= min_interval_s:
+                log(line)
+                last = now
+    rc = proc.wait()
+    if buf.strip():
+        tail.append(buf.decode(errors="replace").strip())
+    if tail:
+        log(tail[-1])
+    if rc != 0:
+        raise EngineError(f"engine command failed (exit {rc}): {' '.join(map(str, cmd))}\n" + "\n".join(tail[-10:]))
+
+
+class JobLog:
+    """Progress into the job's event log: ``job.log(text, name="progress")`` updates one event in place."""
+
+    def __init__(self, job):
+        self.job = job
+
+    def __call__(self, text: str) -> None:
+        self.job.log(text, name="progress")
+
+    def info(self, text: str) -> None:
+        self.job.log(text)
+
+
+def _job_path(job, rel: str) -> str:
+    return str(PurePosixPath(job.uid) / OUTPUT_SUBDIR / rel)
+
+
+def upload_files(job, root: Path, rels, log: JobLog) -> None:
+    """Upload ``root/rel`` to ``<project>/<job>/genem/rel`` for each rel (existing files are overwritten)."""
+    rels = sorted(set(rels))
+    for k, rel in enumerate(rels):
+        job.upload(PurePosixPath(OUTPUT_SUBDIR) / rel, str(root / rel), overwrite=True)
+        log(f"uploaded {k + 1}/{len(rels)} files")
+
+
+def fill_output(job, name: str, dset):
+    """The dataset cryoSPARC expects for output ``name`` (``alloc_output``), filled from ``dset`` by field."""
+    out = job.alloc_output(name, np.asarray(dset["uid"]))
+    for f in out.fields():
+        if f != "uid" and f in dset.fields():
+            out[f] = dset[f]
+    return out
+
+
+# ------------------------------------------------------------------------------------- reading inputs locally
+def localize_inputs(project, dset, work: Path, project_dir=None, log: JobLog | None = None) -> Path:
+    """Return a folder under which every ``blob/path`` of ``dset`` exists: the project directory if it is mounted
+    here (``project_dir`` or the one the server reports), otherwise a cache that the files are downloaded into."""
+    paths = sorted({str(p) for p in dset["blob/path"]})
+    if project_dir is not None:
+        root = Path(project_dir)
+        missing = [p for p in paths if not (root / p).is_file()]
+        if missing:
+            raise GenemInputError(root / missing[0], "image file not found in --project-dir")
+        return root
+    try:
+        reported = Path(str(project.dir))
+    except Exception:
+        reported = None
+    if reported is not None and paths and all((reported / p).is_file() for p in paths):
+        return reported
+    cache = work / "project_files"
+    for k, p in enumerate(paths):
+        target = cache / p
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            project.download_file(p, str(target))
+        if log is not None:
+            log(f"downloaded {k + 1}/{len(paths)} particle stacks")
+    return cache
+
+
+# -------------------------------------------------------------------------------------------------- the jobs
+def _dataset_outputs(job, folder: Path, log: JobLog) -> None:
+    """Upload a GenEM dataset folder's files and save its particles and micrographs outputs."""
+    optics, parts = read_particles_star(folder / "particles.star")
+    mic_names = sorted({str(s) for s in parts.get("rlnMicrographName", [])})
+    shapes = micrograph_shapes_px(folder, mic_names) if mic_names else None
+    stacks = {split_image_name(str(s))[1] for s in parts["rlnImageName"]}
+    extras = [str(p.relative_to(folder)) for p in sorted((folder / "ground_truth").glob("*.mrc"))]
+    extras += [n for n in ("particles.star", "micrographs.star", "manifest.json", "preview.png")
+               if (folder / n).is_file()]
+    upload_files(job, folder, list(stacks) + mic_names + extras, log)
+    prefix = str(PurePosixPath(job.uid) / OUTPUT_SUBDIR) + "/"
+    pd_ = star_to_cs_dataset(optics, parts, path_prefix=prefix, micrograph_shape_px=shapes,
+                             source=str(folder / "particles.star"))
+    job.save_output("particles", fill_output(job, "particles", pd_))
+    log.info(f"saved {len(pd_)} particles")
+    if mic_names and (folder / "micrographs.star").is_file():
+        b = read_star(folder / "micrographs.star")
+        md = micrographs_star_to_cs_dataset(b.get("optics"), b["micrographs"], micrograph_shape_px=shapes,
+                                            path_prefix=prefix, source=str(folder / "micrographs.star"))
+        job.save_output("micrographs", fill_output(job, "micrographs", md))
+        log.info(f"saved {len(md)} micrographs")
+
+
+def _add_dataset_outputs(job) -> None:
+    job.add_output("particle", "particles", slots=["blob", "ctf", "alignments3D", "location"],
+                   title="GenEM particles")
+    job.add_output("exposure", "micrographs", slots=["micrograph_blob", "ctf"], title="GenEM micrographs")
+
+
+def _work_dir(work_dir) -> Path:
+    return Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="genem-cryosparc-"))
+
+
+def simulate_job(cs, project_uid: str, workspace_uid: str, simulate_args: Sequence[str] = (), *, work_dir=None,
+                 title: str | None = None, runner: Runner = run_engine) -> str:
+    """Simulate a dataset into a new external job with outputs ``particles`` and ``micrographs``; returns its uid."""
+    work = _work_dir(work_dir)
+    project = cs.find_project(project_uid)
+    job = project.create_external_job(workspace_uid, title=title or "GenEM simulate")
+    _add_dataset_outputs(job)
+    log = JobLog(job)
+    with job.run():
+        log.info("GenEM simulate: " + " ".join(map(str, simulate_args)))
+        out = work / "simulation"
+        runner([sys.executable, "-m", "genem", "simulate", "--out", str(out), *map(str, simulate_args)], log)
+        _dataset_outputs(job, out, log)
+    return job.uid
+
+
+def translate_job(cs, project_uid: str, workspace_uid: str, *, model, dataset, engine_args: Sequence[str] = (),
+                  work_dir=None, title: str | None = None, runner: Runner = run_engine, check_engine: bool = True) -> str:
+    """Translate a simulated dataset's noise (``genem translate apply``) into a new job's particles/micrographs."""
+    if check_engine and not engine_available("translate"):
+        raise GenemInputError("genem translate", "not available in this installation (engine not installed yet)")
+    work = _work_dir(work_dir)
+    project = cs.find_project(project_uid)
+    job = project.create_external_job(workspace_uid, title=title or "GenEM translate")
+    _add_dataset_outputs(job)
+    log = JobLog(job)
+    with job.run():
+        out = work / "translated"
+        runner([sys.executable, "-m", "genem", "translate", "apply", "--model", str(model), "--simulated", str(dataset),
+                "--out", str(out), *map(str, engine_args)], log)
+        _dataset_outputs(job, out, log)
+    return job.uid
+
+
+def denoise_job(cs, project_uid: str, workspace_uid: str, *, particles: str, model, engine_args: Sequence[str] = (),
+                work_dir=None, project_dir=None, title: str | None = None, runner: Runner = run_engine,
+                check_engine: bool = True) -> str:
+    """Denoise the particles of ``JOB.OUTPUT``: a new job whose ``particles`` output has a new ``blob`` and passes
+    every other slot of the input through."""
+    if check_engine and not engine_available("denoise"):
+        raise GenemInputError("genem denoise", "not available in this installation (engine not installed yet)")
+    src_job, src_output = parse_job_output(particles)
+    work = _work_dir(work_dir)
+    project = cs.find_project(project_uid)
+    job = project.create_external_job(workspace_uid, title=title or "GenEM denoise")
+    job.connect("particles", src_job, src_output, slots=["blob", "ctf"])
+    job.add_output("particle", "particles", slots=["blob"], passthrough="particles", title="Denoised particles")
+    log = JobLog(job)
+    with job.run():
+        inp = job.load_input("particles", ["blob", "ctf"])
+        log.info(f"loaded {len(inp)} particles from {src_job}.{src_output}")
+        base = localize_inputs(project, inp, work, project_dir, log)
+        in_dir, out_dir = work / "input", work / "denoised"
+        optics, parts = cs_dataset_to_star(inp, project_root=base, star_root=in_dir, source=particles)
+        write_star(in_dir / "particles.star", {"optics": optics, "particles": parts})
+        runner([sys.executable, "-m", "genem", "denoise", "apply", "--model", str(model),
+                "--particles", str(in_dir / "particles.star"), "--out", str(out_dir), *map(str, engine_args)], log)
+        # `genem denoise apply` names its STAR after the input's: particles.star -> particles_denoised.star
+        out_star = out_dir / "particles_denoised.star"
+        o2, p2 = read_particles_star(out_star)
+        if UID_COLUMN not in p2.columns:
+            if len(p2) != len(inp):
+                raise RuntimeError("denoise output lost the particle ids (rlnGenemCsUid) and changed the row count")
+            p2[UID_COLUMN] = [format_uid(u) for u in inp["uid"]]
+        stacks = {split_image_name(str(s))[1] for s in p2["rlnImageName"]}
+        upload_files(job, out_dir, stacks, log)
+        new = star_to_cs_dataset(o2, p2, path_prefix=str(PurePosixPath(job.uid) / OUTPUT_SUBDIR) + "/",
+                                 source=str(out_star))
+        merged = merge_into(inp, new, slots=["blob"])
+        job.save_output("particles", fill_output(job, "particles", merged))
+        log.info(f"saved {len(merged)} denoised particles")
+    return job.uid
+
+
+def run_from_args(args) -> int:
+    cs = connect_cryosparc()
+    common = dict(work_dir=args.work_dir, title=args.title)
+    if args.online == "simulate":
+        extra = list(args.simulate_args)
+        if extra and extra[0] == "--":
+            extra = extra[1:]
+        uid = simulate_job(cs, args.project, args.workspace, extra, **common)
+    elif args.online == "denoise":
+        uid = denoise_job(cs, args.project, args.workspace, particles=args.particles, model=args.model,
+                          engine_args=args.engine_args, project_dir=args.project_dir, **common)
+    else:
+        uid = translate_job(cs, args.project, args.workspace, model=args.model, dataset=args.dataset,
+                            engine_args=args.engine_args, **common)
+    print(f"genem-cryosparc: {args.project} {uid} completed")
+    return 0

@@ -1,0 +1,1 @@
+from .viewer_montage import GenemMontageViewer, write_montage
