@@ -61,7 +61,7 @@ def add_parser(sub):
     a.add_argument("--simulated", required=True, help="GenEM simulated dataset folder")
     a.add_argument("--out", required=True, help="new dataset folder (same layout, translated micrographs)")
     a.add_argument("--device", type=_device, default="cpu")
-    a.add_argument("--tile-px", type=int, default=512, help="inference tile (multiple of 4)")
+    a.add_argument("--tile-px", type=int, default=1024, help="inference tile (multiple of 4)")
     a.add_argument("--context-px", type=int, default=48, help="discarded border per tile (>= receptive radius)")
     a.add_argument("--blend-px", type=int, default=32, help="cross-fade width between tiles")
     a.add_argument("--quiet", action="store_true")

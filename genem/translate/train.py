@@ -297,6 +297,9 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             start = int(ck["step"])
         if start > config.steps:
             raise GenemInputError(out_dir, f"checkpoint is at step {start}, beyond the requested {config.steps} steps")
+        if start < config.steps:  # extending a finished run: the old model no longer describes this folder
+            for f in (MODEL_FILE, "model.json"):
+                (out_dir / f).unlink(missing_ok=True)
         _truncate_log(out_dir / "loss_log.tsv", start)
     else:
         _truncate_log(out_dir / "loss_log.tsv", 0)
