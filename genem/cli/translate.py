@@ -40,6 +40,8 @@ def add_parser(sub):
     t.add_argument("--nce-patches", type=int, default=256, help="patches sampled per image and layer")
     t.add_argument("--no-mask-guided", action="store_true", help="CUT's random negatives instead of GenEM's masks")
     t.add_argument("--no-nce-identity", action="store_true", help="drop the identity PatchNCE term on real tiles")
+    t.add_argument("--ema-decay", type=float, default=0.999,
+                   help="moving average of the generator weights kept as the model (0 = off)")
     t.add_argument("--base-channels", type=int, default=16, help="generator width")
     t.add_argument("--n-blocks", type=int, default=4, help="generator residual blocks")
     t.add_argument("--holdout-fraction", type=float, default=0.25,
@@ -59,7 +61,7 @@ def add_parser(sub):
     a.add_argument("--simulated", required=True, help="GenEM simulated dataset folder")
     a.add_argument("--out", required=True, help="new dataset folder (same layout, translated micrographs)")
     a.add_argument("--device", type=_device, default="cpu")
-    a.add_argument("--tile-px", type=int, default=512, help="inference tile (multiple of 4)")
+    a.add_argument("--tile-px", type=int, default=1024, help="inference tile (multiple of 4)")
     a.add_argument("--context-px", type=int, default=48, help="discarded border per tile (>= receptive radius)")
     a.add_argument("--blend-px", type=int, default=32, help="cross-fade width between tiles")
     a.add_argument("--quiet", action="store_true")
@@ -83,7 +85,7 @@ def run_train(args):
             nce_identity=not args.no_nce_identity, holdout_fraction=args.holdout_fraction,
             real_pixel_size_A=args.real_pixel_size_A, max_micrographs=args.max_micrographs,
             checkpoint_every=args.checkpoint_every, grid_every=args.grid_every, log_every=args.log_every,
-            seed=args.seed, generator=GeneratorConfig(base_channels=args.base_channels, n_blocks=args.n_blocks))
+            seed=args.seed, ema_decay=args.ema_decay, generator=GeneratorConfig(base_channels=args.base_channels, n_blocks=args.n_blocks))
     except ValueError as e:
         raise GenemInputError("translate train", str(e)) from None
     out = train_translator(cfg, args.simulated, args.real, args.out, device=args.device, resume=args.resume,

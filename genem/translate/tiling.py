@@ -34,8 +34,8 @@ def tile_starts(length: int, tile_px: int, step: int) -> list[int]:
 
 
 @torch.no_grad()
-def translate_image_tiled(generator: torch.nn.Module, image_hw: np.ndarray, *, tile_px: int = 512,
-                          context_px: int = 48, blend_px: int = 32, batch_size: int = 4,
+def translate_image_tiled(generator: torch.nn.Module, image_hw: np.ndarray, *, tile_px: int = 1024,
+                          context_px: int = 48, blend_px: int = 32, batch_size: int = 1,
                           device: str | torch.device = "cpu") -> np.ndarray:
     """Run ``generator`` over a (H, W) image tile by tile; returns a float32 (H, W) image."""
     m = int(getattr(generator, "multiple", 1))
@@ -44,16 +44,18 @@ def translate_image_tiled(generator: torch.nn.Module, image_hw: np.ndarray, *, t
             raise ValueError(f"{name}={v} must be a multiple of {m} (the generator's stride)")
     img = np.asarray(image_hw, np.float32)
     h, w = img.shape
-    step = tile_px - 2 * context_px - blend_px
-    if step <= 0:
+    if tile_px - 2 * context_px - blend_px <= 0:
         raise ValueError("tile_px must exceed 2 * context_px + blend_px")
     # pad: context (+ the first ramp, so the image itself is covered at full weight) before, enough after
     before = context_px + blend_px
-    rows = tile_starts(h + 2 * before, tile_px, step)
-    cols = tile_starts(w + 2 * before, tile_px, step)
-    hp, wp = rows[-1] + tile_px, cols[-1] + tile_px
+    # an image smaller than a tile is run as one tile of just its (padded) size
+    th = min(tile_px, -(-(h + 2 * before) // m) * m)
+    tw = min(tile_px, -(-(w + 2 * before) // m) * m)
+    rows = tile_starts(h + 2 * before, th, th - 2 * context_px - blend_px)
+    cols = tile_starts(w + 2 * before, tw, tw - 2 * context_px - blend_px)
+    hp, wp = rows[-1] + th, cols[-1] + tw
     padded = np.pad(img, ((before, hp - h - before), (before, wp - w - before)), mode="reflect")
-    win = np.outer(blend_window_1d(tile_px, context_px, blend_px), blend_window_1d(tile_px, context_px, blend_px))
+    win = np.outer(blend_window_1d(th, context_px, blend_px), blend_window_1d(tw, context_px, blend_px))
     out = np.zeros((hp, wp), np.float64)
     wsum = np.zeros((hp, wp), np.float64)
     positions = [(r, c) for r in rows for c in cols]
@@ -61,10 +63,10 @@ def translate_image_tiled(generator: torch.nn.Module, image_hw: np.ndarray, *, t
     dev = torch.device(device)
     for i in range(0, len(positions), batch_size):
         chunk = positions[i:i + batch_size]
-        x = np.stack([padded[r:r + tile_px, c:c + tile_px] for r, c in chunk])[:, None]
+        x = np.stack([padded[r:r + th, c:c + tw] for r, c in chunk])[:, None]
         y = generator(torch.from_numpy(x).to(dev)).float().cpu().numpy()[:, 0]
         for (r, c), t in zip(chunk, y):
-            out[r:r + tile_px, c:c + tile_px] += win * t
-            wsum[r:r + tile_px, c:c + tile_px] += win
+            out[r:r + th, c:c + tw] += win * t
+            wsum[r:r + th, c:c + tw] += win
     res = out[before:before + h, before:before + w] / wsum[before:before + h, before:before + w]
     return res.astype(np.float32)

@@ -12,6 +12,7 @@ Model folder::
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -56,6 +57,7 @@ class TranslateTrainConfig:
     grid_every: int = 500
     log_every: int = 10
     keep_checkpoints: int = 3
+    ema_decay: float = 0.999           # exponential moving average of the generator (0 = off); model.pt holds it
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -68,6 +70,8 @@ class TranslateTrainConfig:
             raise ValueError(f"tile_px must be >= 32 and a multiple of {mult}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must be in [0, 1)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in [0, 1)")
         if not self.nce_temperature > 0:
             raise ValueError("nce_temperature must be > 0")
         for k in ("checkpoint_every", "grid_every", "log_every", "keep_checkpoints"):
@@ -101,11 +105,35 @@ class TranslatorState:
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.lr, betas=betas)
         self.opt_F = torch.optim.Adam(self.F.parameters(), lr=config.lr, betas=betas)
+        self.ema_decay = config.ema_decay
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if config.ema_decay > 0 else None
+        self.n_updates = 0
+
+    @torch.no_grad()
+    def update_ema(self):
+        """EMA of the generator weights with TF's warm-up: decay_t = min(decay, (1 + t) / (10 + t))."""
+        self.n_updates += 1
+        if self.G_ema is None:
+            return
+        d = min(self.ema_decay, (1 + self.n_updates) / (10 + self.n_updates))
+        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            pe.mul_(d).add_(p.detach(), alpha=1 - d)
+
+    @property
+    def G_out(self) -> Generator:
+        """The generator to use for outputs: the EMA one when enabled."""
+        return self.G_ema if self.G_ema is not None else self.G
 
     def state_dict(self):
-        return {k: getattr(self, k).state_dict() for k in ("G", "D", "F", "opt_G", "opt_D", "opt_F")}
+        sd = {k: getattr(self, k).state_dict() for k in ("G", "D", "F", "opt_G", "opt_D", "opt_F")}
+        if self.G_ema is not None:
+            sd["G_ema"] = self.G_ema.state_dict()
+        sd["n_updates"] = self.n_updates
+        return sd
 
     def load_state_dict(self, sd):
+        sd = dict(sd)
+        self.n_updates = int(sd.pop("n_updates", 0))
         for k, v in sd.items():
             getattr(self, k).load_state_dict(v)
 
@@ -147,6 +175,7 @@ def train_step(state: TranslatorState, config: TranslateTrainConfig, x, m, y,
     loss_g.backward()
     state.opt_G.step()
     state.opt_F.step()
+    state.update_ema()
     return {"loss_D": float(loss_d.detach()), "loss_G_gan": float(loss_gan.detach()), "loss_nce": float(loss_nce.detach()),
             "guided_fraction": float(guided)}
 
@@ -268,6 +297,9 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             start = int(ck["step"])
         if start > config.steps:
             raise GenemInputError(out_dir, f"checkpoint is at step {start}, beyond the requested {config.steps} steps")
+        if start < config.steps:  # extending a finished run: the old model no longer describes this folder
+            for f in (MODEL_FILE, "model.json"):
+                (out_dir / f).unlink(missing_ok=True)
         _truncate_log(out_dir / "loss_log.tsv", start)
     else:
         _truncate_log(out_dir / "loss_log.tsv", 0)
@@ -300,13 +332,13 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             bar.set_postfix(D=f"{row['loss_D']:.3f}", G=f"{row['loss_G_gan']:.3f}", nce=f"{row['loss_nce']:.3f}")
         if done % config.grid_every == 0 or done == config.steps:
             with torch.no_grad():
-                state.G.eval()
-                fake = state.G(torch.from_numpy(vis_sim)[:, None].to(dev)).cpu().numpy()[:, 0]
+                state.G_out.eval()
+                fake = state.G_out(torch.from_numpy(vis_sim)[:, None].to(dev)).cpu().numpy()[:, 0]
             _save_grid(out_dir / "samples" / f"step_{done:06d}.png", vis_real, vis_sim, fake)
         if done % config.checkpoint_every == 0 or done == config.steps:
             _save_checkpoint(out_dir, done, state, rng, gen, config)
     bar.close()
-    save_model(out_dir / MODEL_FILE, state.G, config, sim.pixel_size_A,
+    save_model(out_dir / MODEL_FILE, state.G_out, config, sim.pixel_size_A,
                extra={"steps": config.steps, "simulated": str(simulated_dir),
                       "real": [str(p) for p in real_paths]})
     write_json_atomic(out_dir / "model.json", {

@@ -60,7 +60,7 @@ def test_save_load_round_trip_identical(trained, tiny_sim, fake_real):
     g2, _ = load_model(trained / "model.pt")
     ck = torch.load(sorted((trained / "checkpoints").glob("*.pt"))[-1], weights_only=False)
     g3 = Generator(TINY.generator)
-    g3.load_state_dict(ck["state"]["G"])
+    g3.load_state_dict(ck["state"]["G_ema"])  # model.pt holds the EMA generator
     a, b, c = _translate(g1, xs), _translate(g2, xs), _translate(g3, xs)
     assert np.array_equal(a, b) and np.array_equal(a, c)
     assert meta["pixel_size_A"] == 2.0
