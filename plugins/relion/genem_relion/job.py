@@ -427,17 +427,20 @@ class RelionJob:
         written so far) while the block runs."""
         stop = threading.Event()
         self._stage_t0[unit] = time.monotonic()
+        last = [None]
+
+        def report():
+            try:
+                n = int(count())
+            except Exception:  # a folder that does not exist yet
+                return
+            if n != last[0]:
+                self._progress_line(n, total, unit)
+                last[0] = n
 
         def loop():
-            last = None
             while not stop.wait(poll_s):
-                try:
-                    n = int(count())
-                except Exception:  # a folder that does not exist yet
-                    continue
-                if n != last:
-                    self._progress_line(n, total, unit)
-                    last = n
+                report()
 
         t = threading.Thread(target=loop, name="relion-progress", daemon=True)
         t.start()
@@ -446,6 +449,7 @@ class RelionJob:
         finally:
             stop.set()
             t.join(timeout=5)
+            report()  # the final count, also when the work finished between two polls
 
     @contextlib.contextmanager
     def progress_from_tqdm(self, what: str = "engine"):
