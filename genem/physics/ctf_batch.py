@@ -47,23 +47,26 @@ def _cached_grid_terms(shape, pixel_size_A, device):
     return _grid_terms(shape, pixel_size_A, device)
 
 
+def _aberration_terms(p: CTFParams):
+    """(lambda, Cs in A, -(U+V)/2, -(U-V)/2, cos 2 angle, sin 2 angle, constant phase) of one CTF."""
+    ang = math.radians(p.defocus_angle_deg)
+    q0 = p.amplitude_contrast
+    const = -math.radians(p.phase_shift_deg) - math.atan(q0 / math.sqrt(1 - q0 * q0))
+    return (wavelength_A(p.voltage_kV), p.cs_mm * 1e7, -(p.defocus_u_A + p.defocus_v_A) / 2,
+            -(p.defocus_u_A - p.defocus_v_A) / 2, math.cos(2 * ang), math.sin(2 * ang), const)
+
+
 def _ctf_direct(p: CTFParams, h: int, w: int, pixel_size_A: float, dev) -> torch.Tensor:
     """One CTF on a large grid (a micrograph), element by element in float32 with in-place operations."""
     ky = torch.fft.fftfreq(h, d=pixel_size_A, dtype=torch.float64, device=dev).to(torch.float32)[:, None]
     kx = torch.fft.rfftfreq(w, d=pixel_size_A, dtype=torch.float64, device=dev).to(torch.float32)[None, :]
-    lam = wavelength_A(p.voltage_kV)
-    cs_A = p.cs_mm * 1e7
-    half_sum = -(p.defocus_u_A + p.defocus_v_A) / 2
-    half_diff = -(p.defocus_u_A - p.defocus_v_A) / 2
-    ang = math.radians(p.defocus_angle_deg)
-    c2, s2 = math.cos(2 * ang), math.sin(2 * ang)
-    q0 = p.amplitude_contrast
+    lam, cs_A, half_sum, half_diff, c2, s2, const = _aberration_terms(p)
     u2 = kx * kx + ky * ky  # (h, w)
     # defocus(theta) u^2 = half_sum u^2 + half_diff (c2 (kx^2 - ky^2) + s2 2 kx ky)
     dfu2 = (kx * kx - ky * ky).mul_(half_diff * c2).add_((2 * s2 * half_diff) * (kx * ky)).add_(half_sum * u2)
     gamma = dfu2 * (math.pi * lam)
     gamma.add_(u2 * u2, alpha=math.pi / 2 * cs_A * lam ** 3)
-    gamma.add_(-math.radians(p.phase_shift_deg) - math.atan(q0 / math.sqrt(1 - q0 * q0)))
+    gamma.add_(const)
     ctf = gamma.sin_().neg_()
     log_env = None
     if p.bfactor_A2:
@@ -109,14 +112,7 @@ def compute_ctf_2d_batch(params: list, shape, pixel_size_A: float, *, device=Non
 
     rows, grads, bfac, spread = [], [], [], []
     for p in plist:
-        lam = wavelength_A(p.voltage_kV)
-        cs_A = p.cs_mm * 1e7
-        half_sum = -(p.defocus_u_A + p.defocus_v_A) / 2
-        half_diff = -(p.defocus_u_A - p.defocus_v_A) / 2
-        ang = math.radians(p.defocus_angle_deg)
-        c2, s2 = math.cos(2 * ang), math.sin(2 * ang)
-        q0 = p.amplitude_contrast
-        e = -math.radians(p.phase_shift_deg) - math.atan(q0 / math.sqrt(1 - q0 * q0))
+        lam, cs_A, half_sum, half_diff, c2, s2, e = _aberration_terms(p)
         pl = math.pi * lam
         rows.append([pl * half_sum, pl * half_diff * c2, pl * half_diff * s2, math.pi / 2 * cs_A * lam ** 3, e])
         alpha = p.illumination_semiangle_mrad * 1e-3

@@ -120,6 +120,29 @@ def _rebase(path: str, from_root, to_root, prefix: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------------------------- STAR -> .cs
+def _ctf_slot(rows: pd.DataFrame, group: np.ndarray, *, voltage_kV: float = 0.0, cs_mm: float = 0.0,
+              amplitude_contrast: float = 0.0) -> dict:
+    """The ``ctf`` slot fields of RELION rows (optics merged); the keyword values stand in for missing optics."""
+    n = len(rows)
+
+    def get(c, d=0.0):
+        return rows[c].to_numpy(np.float64) if c in rows.columns else np.full(n, d)
+
+    return {
+        "ctf/type": np.array(["imported"] * n, dtype=object),
+        "ctf/exp_group_id": (group - 1).astype(np.uint32),
+        "ctf/accel_kv": get("rlnVoltage", voltage_kV).astype(np.float32),
+        "ctf/cs_mm": get("rlnSphericalAberration", cs_mm).astype(np.float32),
+        "ctf/amp_contrast": get("rlnAmplitudeContrast", amplitude_contrast).astype(np.float32),
+        "ctf/df1_A": get("rlnDefocusU").astype(np.float32),
+        "ctf/df2_A": get("rlnDefocusV").astype(np.float32),
+        "ctf/df_angle_rad": np.deg2rad(get("rlnDefocusAngle")).astype(np.float32),
+        "ctf/phase_shift_rad": np.deg2rad(get("rlnPhaseShift")).astype(np.float32),
+        "ctf/scale": get("rlnCtfScalefactor", 1.0).astype(np.float32),
+        "ctf/bfactor": get("rlnCtfBfactor").astype(np.float32),
+    }
+
+
 def star_to_cs_dataset(
     optics_df: pd.DataFrame | None,
     particles_df: pd.DataFrame,
@@ -195,18 +218,7 @@ def star_to_cs_dataset(
         for c in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"):
             if c not in rows.columns:
                 raise GenemInputError(source, f"column {c} missing (needed for the CTF)")
-        get = lambda c, d=0.0: rows[c].to_numpy(np.float64) if c in rows.columns else np.full(n, d)  # noqa: E731
-        cols["ctf/type"] = np.array(["imported"] * n, dtype=object)
-        cols["ctf/exp_group_id"] = (group - 1).astype(np.uint32)
-        cols["ctf/accel_kv"] = get("rlnVoltage").astype(np.float32)
-        cols["ctf/cs_mm"] = get("rlnSphericalAberration").astype(np.float32)
-        cols["ctf/amp_contrast"] = get("rlnAmplitudeContrast").astype(np.float32)
-        cols["ctf/df1_A"] = get("rlnDefocusU").astype(np.float32)
-        cols["ctf/df2_A"] = get("rlnDefocusV").astype(np.float32)
-        cols["ctf/df_angle_rad"] = np.deg2rad(get("rlnDefocusAngle")).astype(np.float32)
-        cols["ctf/phase_shift_rad"] = np.deg2rad(get("rlnPhaseShift")).astype(np.float32)
-        cols["ctf/scale"] = get("rlnCtfScalefactor", 1.0).astype(np.float32)
-        cols["ctf/bfactor"] = get("rlnCtfBfactor").astype(np.float32)
+        cols.update(_ctf_slot(rows, group))
 
     if {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"} <= set(rows.columns):
         pose = pose_rotvec_from_euler_relion(rows["rlnAngleRot"].to_numpy(np.float64),
@@ -476,19 +488,8 @@ def micrographs_star_to_cs_dataset(
     cols["micrograph_blob/psize_A"] = rows[pcol].to_numpy(np.float64).astype(np.float32)
     cols["micrograph_blob/format"] = np.array(["MRC"] * n, dtype=object)
     group = rows["rlnOpticsGroup"].to_numpy(np.int64) if "rlnOpticsGroup" in rows.columns else np.ones(n, np.int64)
-    get = lambda c, d=0.0: rows[c].to_numpy(np.float64) if c in rows.columns else np.full(n, d)  # noqa: E731
     if {"rlnDefocusU", "rlnDefocusV"} <= set(rows.columns):
-        cols["ctf/type"] = np.array(["imported"] * n, dtype=object)
-        cols["ctf/exp_group_id"] = (group - 1).astype(np.uint32)
-        cols["ctf/accel_kv"] = get("rlnVoltage", 300.0).astype(np.float32)
-        cols["ctf/cs_mm"] = get("rlnSphericalAberration", 2.7).astype(np.float32)
-        cols["ctf/amp_contrast"] = get("rlnAmplitudeContrast", 0.1).astype(np.float32)
-        cols["ctf/df1_A"] = get("rlnDefocusU").astype(np.float32)
-        cols["ctf/df2_A"] = get("rlnDefocusV").astype(np.float32)
-        cols["ctf/df_angle_rad"] = np.deg2rad(get("rlnDefocusAngle")).astype(np.float32)
-        cols["ctf/phase_shift_rad"] = np.deg2rad(get("rlnPhaseShift")).astype(np.float32)
-        cols["ctf/scale"] = get("rlnCtfScalefactor", 1.0).astype(np.float32)
-        cols["ctf/bfactor"] = get("rlnCtfBfactor").astype(np.float32)
+        cols.update(_ctf_slot(rows, group, voltage_kV=300.0, cs_mm=2.7, amplitude_contrast=0.1))
     dset = Dataset(cols)
     extra = [(f"micrograph_blob/{f[0]}",) + tuple(f[1:]) for f in EXPOSURE_BLOB_FIELDS
              if f"micrograph_blob/{f[0]}" not in cols]
