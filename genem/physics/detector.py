@@ -1,7 +1,6 @@
 """Detector: electron dose, modulation transfer and shot noise."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 

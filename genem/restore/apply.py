@@ -18,7 +18,6 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-import pandas as pd
 import torch
 
 from genem.io import GenemInputError, read_mrc, write_json_atomic, write_mrc, write_star

@@ -19,7 +19,6 @@ from genem.io.dataset import CLEAN_IMAGE_COLUMN
 from .model import Denoiser
 from .normalize import normalize_pair
 from .postprocess import PostProcessor, postprocess_config
-from .sampler import sample_conditional
 from .schedule import PREDICTIONS, SCHEDULES, DiffusionSchedule
 from .unet import UNet, UNetConfig
 

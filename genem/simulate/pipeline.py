@@ -23,7 +23,7 @@ from genem.physics.ice import estimate_ice_thickness_icebreaker, random_ice_thic
 from genem.physics.projection import FourierProjector
 from genem.physics.rotations import sample_uniform_euler_relion
 
-from .config import SimulationConfig, draw, max_particles_that_fit, range_bounds
+from .config import SimulationConfig, draw, max_particles_that_fit
 from .extract import extract_boxes, normalise_like_relion
 from .imaging import image_micrograph
 from .specimen import Specimen, draw_particle_count, place_particles
