@@ -23,6 +23,10 @@ def add_parser(subparsers) -> None:
                    help="network predicts the clean image (sample) or the noise (epsilon)")
     t.add_argument("--channels", type=int, default=24, help="U-Net base channels")
     t.add_argument("--post-channels", type=int, default=16, help="post-processing U-Net base channels")
+    t.add_argument("--channel-mults", default="1,2,2", help="channel multiplier per U-Net level, e.g. 1,2,2,4")
+    t.add_argument("--post-train-images", type=int, default=1024,
+                   help="training particles whose diffusion outputs train the post-processing U-Net")
+    t.add_argument("--lr-decay", choices=("cosine", "constant"), default="cosine")
     t.add_argument("--sample-steps", type=int, default=10, help="default DDIM steps of the trained model")
     t.add_argument("--max-particles", type=int, default=20000)
     t.add_argument("--checkpoint-every", type=int, default=200)
@@ -51,6 +55,8 @@ def add_parser(subparsers) -> None:
                    help="the particles have protein black (the model expects RELION's --invert_contrast polarity)")
     a.add_argument("--tile", type=int, default=256, help="micrograph tile size at the model's pixel size")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--resume", action="store_true",
+                   help="continue an interrupted particle run in --out (same settings; finished stacks are kept)")
     a.add_argument("--threads", type=int, default=None)
     a.add_argument("--device", default="cpu")
     a.add_argument("--no-progress", action="store_true")
@@ -64,6 +70,15 @@ def _threads(n):
         torch.set_num_threads(int(n))
 
 
+def _ints(text: str, flag: str) -> tuple:
+    from genem.io import GenemInputError
+
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise GenemInputError("arguments", f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
 def run_train(args) -> int:
     from genem.io import GenemInputError
     from genem.restore.train import TrainConfig, train_denoiser
@@ -71,7 +86,9 @@ def run_train(args) -> int:
     _threads(args.threads)
     try:
         cfg = TrainConfig(steps=args.steps, post_steps=args.post_steps, batch_size=args.batch_size,
-                          crop_px=args.crop, lr=args.lr, schedule=args.schedule,
+                          crop_px=args.crop, lr=args.lr, lr_decay=args.lr_decay, schedule=args.schedule,
+                          channel_mults=_ints(args.channel_mults, "--channel-mults"),
+                          post_train_images=args.post_train_images,
                           num_train_timesteps=args.timesteps, prediction_type=args.prediction,
                           base_channels=args.channels, post_base_channels=args.post_channels,
                           sample_steps=args.sample_steps, max_particles=args.max_particles,
@@ -94,7 +111,8 @@ def run_apply(args) -> int:
     kw = dict(steps=args.steps, n_samples=args.samples, postprocess=not args.no_postprocess, seed=args.seed,
               invert_contrast=args.invert_contrast, root=args.root, pixel_size_A=args.pixel_size_A, progress=not args.no_progress)
     if args.particles:
-        out = denoise_particles(args.particles, args.out, model, batch_size=args.batch_size, **kw)
+        out = denoise_particles(args.particles, args.out, model, batch_size=args.batch_size, resume=args.resume,
+                                **kw)
     else:
         out = denoise_micrographs(args.micrographs, args.out, model, tile=args.tile, **kw)
     print(f"genem denoise: wrote {Path(out)}", file=sys.stderr)

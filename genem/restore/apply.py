@@ -230,14 +230,62 @@ def _out_names(ps: ParticleSet, out_dir: Path) -> list:
     return names
 
 
+UNFINISHED_RECORD = "denoise_run.unfinished.json"
+
+
+def model_digest(model: Denoiser) -> str:
+    """A short digest of a model's weights (names a model in run records without a path)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    nets = [model.diffusion] + ([model.postprocess] if model.postprocess is not None else [])
+    for net in nets:
+        for k, v in net.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _start_record(out_dir: Path, settings: dict, resume: bool) -> None:
+    """Mark ``out_dir`` as holding an unfinished run with these settings, or check that a resumed run has them."""
+    rec = out_dir / UNFINISHED_RECORD
+    if rec.exists():
+        import json
+
+        if not resume:
+            raise GenemInputError(out_dir, "holds an unfinished run; pass --resume to continue it or choose another --out")
+        if json.loads(rec.read_text()) != settings:
+            raise GenemInputError(rec, "was started with other settings (input, model, steps, samples, seed); "
+                                       "resume with the same ones or choose another --out")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(rec, settings)
+
+
+def _finished_stack(path: Path, n: int, box: int) -> bool:
+    """A stack an interrupted run completed (stacks only get their final name when complete)."""
+    if not path.exists():
+        return False
+    try:
+        with mrcfile.mmap(path, mode="r", permissive=True) as m:
+            return tuple(m.data.shape) == (n, box, box)
+    except Exception:
+        return False
+
+
 def _rel(p: Path, root: Path) -> str:
     return os.path.relpath(p.resolve(), root.resolve())
 
 
 def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None = None, n_samples: int = 1,
                       postprocess: bool = True, batch_size: int = 64, root=None, pixel_size_A: float | None = None,
-                      seed: int = 0, invert_contrast: bool = False, progress: bool = True) -> Path:
-    """Denoise a particle set into ``out_dir``; returns the path of the output metadata file."""
+                      seed: int = 0, invert_contrast: bool = False, progress: bool = True,
+                      resume: bool = False) -> Path:
+    """Denoise a particle set into ``out_dir``; returns the path of the output metadata file.
+
+    Each output stack is complete once it has its final name; until the metadata is written the folder holds
+    ``denoise_run.unfinished.json``. An interrupted run keeps its finished stacks and ``resume`` continues it with
+    the same settings (per-particle seeds make the result equal to an uninterrupted run)."""
     from tqdm import tqdm
 
     ps = read_particle_set(input_path, root=root, pixel_size_A=pixel_size_A)
@@ -255,7 +303,10 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
         raise GenemInputError(out_meta, "already exists; choose another --out")
     out_stacks = _out_names(ps, out_dir)
     new_index = np.zeros(len(ps.index_of_row), dtype=np.int64)
-    done: list[Path] = []
+    settings = {"input": str(inp), "model": model_digest(model), "steps": steps or model.default_steps,
+                "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "invert_contrast": invert_contrast,
+                "pixel_size_A": pixel_size_A}
+    _start_record(out_dir, settings, resume)
     bar = tqdm(total=len(ps.index_of_row), desc="denoise", unit="ptcl", disable=not progress, dynamic_ncols=True,
                mininterval=2)
     try:
@@ -264,6 +315,9 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
             new_index[rows] = np.arange(len(rows))
             target = out_meta if ps.kind == "mrcs" else out_stacks[k]
             px = float(ps.pixel_size_A[rows[0]])
+            if resume and _finished_stack(target, len(rows), ps.box_px):
+                bar.update(len(rows))
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as tmp:
                 with mrcfile.new_mmap(tmp, shape=(len(rows), ps.box_px, ps.box_px), mrc_mode=2, overwrite=True) as m:
@@ -278,9 +332,9 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
                         m.data[b0:b0 + len(sel)] = out.numpy()
                         bar.update(len(sel))
                     m.update_header_stats()
-            done.append(target)
         bar.close()
         if ps.kind == "mrcs":
+            (out_dir / UNFINISHED_RECORD).unlink()
             return out_meta
         names = [_rel(out_stacks[k], ps.root) for k in ps.stack_of_row]
         if ps.kind == "star":
@@ -298,13 +352,11 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
             "input": str(inp), "output": str(out_meta.resolve()), "n_particles": int(len(new_index)),
             "paths_relative_to": str(ps.root.resolve()), "steps": steps or model.default_steps,
             "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "model": model.meta.get("name", ""),
-            "model_pixel_size_A": model.pixel_size_A})
+            "model_pixel_size_A": model.pixel_size_A, "model_digest": settings["model"]})
+        (out_dir / UNFINISHED_RECORD).unlink()
         return out_meta
-    except BaseException:
-        for p in done:  # no half-finished result set: remove the stacks of this run
-            if p.exists():
-                p.unlink()
-        raise
+    finally:
+        bar.close()
 
 
 def _read_images(path: Path, idx: np.ndarray) -> np.ndarray:

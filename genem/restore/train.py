@@ -30,6 +30,7 @@ class TrainConfig:
     batch_size: int = 16
     crop_px: int = 48                 # random training crops (the networks are fully convolutional)
     lr: float = 1e-3
+    lr_decay: str = "cosine"          # "cosine": lr falls to 5% of ``lr`` along each stage's steps; "constant"
     ema_decay: float = 0.995
     schedule: str = "cosine"
     num_train_timesteps: int = 1000
@@ -49,6 +50,8 @@ class TrainConfig:
         object.__setattr__(self, "channel_mults", tuple(int(c) for c in self.channel_mults))
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}")
         if self.prediction_type not in PREDICTIONS:
             raise ValueError(f"prediction_type must be one of {PREDICTIONS}")
         for name in ("steps", "batch_size", "crop_px", "num_train_timesteps", "sample_steps", "checkpoint_every",
@@ -70,6 +73,24 @@ class TrainConfig:
 
     def replace(self, **kw) -> "TrainConfig":
         return TrainConfig.from_dict({**self.to_dict(), **kw})
+
+
+LR_DECAYS = ("cosine", "constant")
+
+
+def learning_rate(config: TrainConfig, step: int, total: int) -> float:
+    """The optimiser's learning rate at ``step`` of ``total``: constant, or cosine annealing (Loshchilov & Hutter
+    2017, SGDR eq. 5 without restarts) from ``lr`` down to 5% of it. A function of the step only, so a resumed
+    run continues on the same curve (a run given more steps on resume follows the longer curve from there)."""
+    if config.lr_decay == "constant" or total <= 1:
+        return config.lr
+    lo = 0.05 * config.lr
+    return lo + 0.5 * (config.lr - lo) * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def _set_lr(opt, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
 
 
 # ---------------------------------------------------------------------------- data
@@ -217,6 +238,7 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
         level = sched.sample_noise_levels(config.batch_size, g).to(device)
         eps = torch.randn(x0.shape, generator=g).to(device)
         xt = sched.add_noise_at_level(x0, eps, level)
+        _set_lr(opt, learning_rate(config, step, config.steps))
         pred = model(torch.cat([cond, xt], 1), level)
         target = x0 if config.prediction_type == "sample" else eps
         loss = F.mse_loss(pred, target)
@@ -261,9 +283,12 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
     noisy, clean = ntr[sel], ctr[sel]
     # inputs: the diffusion output (default DDIM steps) of each training particle, in the model's scaled units
     outs = []
+    bar = _progress(m, 0, "post-process inputs", progress)
     for i in range(0, m, 64):
         outs.append(den.denoise_normalized(noisy[i:i + 64], steps=config.sample_steps, postprocess=False,
                                            seed=config.seed + i).cpu() * den.target_scale)
+        bar.update(len(outs[-1]))
+    bar.close()
     diffused = torch.cat(outs)
     torch.manual_seed(config.seed + 2)
     post = PostProcessor(postprocess_config(config.post_base_channels, config.channel_mults)).to(device)
@@ -281,6 +306,7 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
     while step < config.post_steps:
         idx = torch.randint(0, m, (config.batch_size,), generator=g)
         a = augment_crop(stacked[idx], config.crop_px, g, config.flip_contrast).to(device)
+        _set_lr(opt, learning_rate(config, step, config.post_steps))
         pred = post(a[:, :1], a[:, 1:2])
         loss = F.mse_loss(pred, a[:, 2:])
         opt.zero_grad(set_to_none=True)

@@ -141,7 +141,7 @@ def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
                "rlnDefocusAngle": mic["defocus_angle_deg"], "rlnPhaseShift": mic["phase_shift_deg"],
                "rlnCtfBfactor": mic["bfactor_A2"], "rlnCtfScalefactor": 1.0,
                "rlnGenemIceThicknessNm": float(ice.mean()), "rlnGenemDoseEPerA2": dose if cfg.noise_mode == "poisson" else 0.0,
-               "rlnGenemSnr": snr if cfg.noise_mode == "snr" else 0.0, "rlnGenemNoiseSd": img.noise_sd,
+               "rlnGenemSnr": _recorded_snr(cfg.noise_mode, snr, img), "rlnGenemNoiseSd": img.noise_sd,
                "rlnGenemNumberOfParticles": int(len(spec.x_px))}
     parts = []
     ix = np.floor(spec.x_px).astype(int)
@@ -254,6 +254,16 @@ def _finalize(root: Path, cfg: SimulationConfig, command_line, started: float) -
         "wall_time_s_last_shard": round(time.time() - started, 2),
     }
     write_json_atomic(root / L.COMPLETE_MARK, manifest)
+
+
+def _recorded_snr(noise_mode: str, snr: float, img) -> float:
+    """The SNR written to micrographs.star: the target in snr mode; in poisson mode the particle signal variance
+    (inside the masks) over the shot-noise variance at the mean count (ice phase noise and MTF left out)."""
+    if noise_mode == "snr":
+        return float(snr)
+    if noise_mode == "poisson" and img.noise_sd > 0:
+        return float(img.particle_signal_var / img.noise_sd ** 2)
+    return 0.0
 
 
 def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), device: str = "cpu",

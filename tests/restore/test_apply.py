@@ -143,6 +143,40 @@ def test_bad_inputs_fail_cleanly(pair_dataset, tiny_model_dir, tmp_path, digest)
         Denoiser.load(tmp_path / "nomodel")
 
 
+def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir, tmp_path, monkeypatch):
+    import genem.restore.apply as apply_mod
+
+    model = Denoiser.load(tiny_model_dir)
+    star = pair_dataset / "particles.star"
+    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4, progress=False)
+    real, calls = apply_mod.denoise_batch, []
+
+    def interrupted(*a, **kw):  # dies in the second stack (batches of 4, stacks of 10)
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(apply_mod, "denoise_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        denoise_particles(star, tmp_path / "cut", model, batch_size=4, progress=False)
+    monkeypatch.setattr(apply_mod, "denoise_batch", real)
+    cut = tmp_path / "cut"
+    # unfinished: a record, the first stack only, no metadata that would look finished
+    assert (cut / apply_mod.UNFINISHED_RECORD).exists() and not (cut / "particles_denoised.star").exists()
+    done = list((cut / "Denoised").rglob("*.mrcs"))
+    assert [p.name for p in done] == ["mic_000001.mrcs"]
+    with pytest.raises(GenemInputError, match="unfinished run"):
+        denoise_particles(star, cut, model, progress=False)
+    with pytest.raises(GenemInputError, match="other settings"):
+        denoise_particles(star, cut, model, progress=False, resume=True, seed=5)
+    first = done[0].stat().st_mtime_ns
+    out = denoise_particles(star, cut, model, batch_size=7, progress=False, resume=True)
+    assert done[0].stat().st_mtime_ns == first  # kept, not redone
+    assert not (cut / apply_mod.UNFINISHED_RECORD).exists()
+    assert np.allclose(_images(out, pair_dataset), _images(whole, pair_dataset), atol=1e-4)  # batch 7 vs 4
+
+
 class _Identity:
     stride = 4
     pixel_size_A = 2.0

@@ -11,7 +11,7 @@ from genem.io import GenemInputError
 from genem.metrics import psnr
 from genem.restore.model import Denoiser
 from genem.restore.synthetic import blob_volume, write_pair_dataset
-from genem.restore.train import TrainConfig, load_training_pairs, train_denoiser
+from genem.restore.train import TrainConfig, learning_rate, load_training_pairs, train_denoiser
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(steps=120, post_steps=40, batch_size=16, crop_px=32, base_channels=8, post_base_channels=4,
@@ -53,7 +53,8 @@ def test_tiny_run_learns(train_data, tmp_path):
 
 
 def test_resume_continues_exactly(train_data, tmp_path):
-    cfg = TINY.replace(steps=30, post_steps=0, checkpoint_every=15)
+    # a run given more steps on resume: constant lr, so that it equals one run of the longer length
+    cfg = TINY.replace(steps=30, post_steps=0, checkpoint_every=15, lr_decay="constant")
     train_denoiser([train_data], tmp_path / "a", cfg.replace(steps=15), progress=False)
     with pytest.raises(GenemInputError, match="resume|another"):
         train_denoiser([train_data], tmp_path / "a", cfg, progress=False)
@@ -77,3 +78,13 @@ def test_train_cli_and_bad_data(train_data, tmp_path):
     r = subprocess.run([sys.executable, "-m", "genem", "denoise", "train", "--data", str(tmp_path / "nothing"),
                         "--out", str(tmp_path / "cli2")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode != 0 and r.stderr.strip().startswith("genem: error:") and not (tmp_path / "cli2").exists()
+
+
+def test_cosine_learning_rate_falls_from_lr_to_five_percent():
+    cfg = TINY.replace(lr=1e-3)
+    lrs = [learning_rate(cfg, s, 100) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[100] == pytest.approx(5e-5) and lrs[50] == pytest.approx(5.25e-4)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert learning_rate(cfg.replace(lr_decay="constant"), 70, 100) == 1e-3
+    with pytest.raises(ValueError, match="lr_decay"):
+        TINY.replace(lr_decay="step")

@@ -101,6 +101,21 @@ def test_poisson_mode_background_is_dose(tmp_path):
     assert np.all(noisy == np.round(noisy))  # counts
 
 
+def test_poisson_mode_records_its_snr_which_grows_with_dose():
+    """In poisson mode rlnGenemSnr = var(particle signal inside the masks) / shot-noise variance, measured here
+    from the images themselves; shot-noise SNR is proportional to the dose."""
+    recorded = []
+    for dose in (5.0, 20.0):
+        cfg = SimulationConfig(**{**SMALL, "micrograph_size_px": (768, 768), "particles_per_micrograph": 20},
+                               noise_mode="poisson", dose_e_per_A2=dose, ice="none")
+        img, row, _, _ = simulate_micrograph(cfg, _Prepared(cfg, "cpu"), 0)
+        expected_counts = dose * 9.0
+        measured = img.clean[img.mask > 0].var() / expected_counts  # clean = expected counts; Poisson var = mean
+        assert row["rlnGenemSnr"] == pytest.approx(measured, rel=0.05)
+        recorded.append(row["rlnGenemSnr"])
+    assert recorded[1] / recorded[0] == pytest.approx(4.0, rel=0.02)
+
+
 def test_default_cli_run(tmp_path):
     r = _run_cli("simulate", "--out", str(tmp_path / "d"), "--n-micrographs", "1", "--no-progress")
     assert r.returncode == 0, r.stderr
