@@ -13,6 +13,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-particles", type=int, default=256)
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     p.add_argument("--mean-of", type=int, default=0, help="also score the mean of this many samples")
+    p.add_argument("--dihedral", action="store_true",
+                   help="the samples of --mean-of see the image turned by the square's 8 symmetries")
     p.add_argument("--compare-steps", type=int, default=0, help="also score DDIM with this many steps")
     p.add_argument("--no-topaz", action="store_true", help="skip the Topaz-Denoise baseline")
     p.add_argument("--seed", type=int, default=0)
@@ -31,7 +33,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
     res = evaluate_denoiser(model, args.data, args.out, max_particles=args.max_particles, steps=args.steps,
-                            n_samples_mean=args.mean_of, compare_steps=args.compare_steps, topaz=not args.no_topaz,
+                            n_samples_mean=args.mean_of, dihedral=args.dihedral, compare_steps=args.compare_steps, topaz=not args.no_topaz,
                             seed=args.seed)
     table = {k: v["psnr_dB"] for k, v in res["methods"].items()}
     print(json.dumps({"psnr_dB": table, **res["summary"]}, indent=1))

@@ -43,7 +43,7 @@ def _batched(fn, x, bs=64):
 
 def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int = 256, steps: int | None = None,
                       n_samples_mean: int = 0, compare_steps: int = 0, topaz: bool = True, seed: int = 0,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, dihedral: bool = False) -> dict:
     out_dir = Path(out_dir)
     pairs = load_training_pairs(list(data_dirs), max_particles, seed)
     noisy, clean, px = pairs.noisy, pairs.clean, pairs.pixel_size_A
@@ -92,11 +92,12 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
     else:
         imgs["GenEM"] = d
     if n_samples_mean > 1:
-        m, res["seconds"]["mean"] = run(steps=steps, postprocess=False, n_samples=n_samples_mean)
-        M[f"diffusion_ddim{steps}_mean{n_samples_mean}"] = score(m, clean, px)
+        name = f"diffusion_ddim{steps}_mean{n_samples_mean}" + ("_dihedral" if dihedral else "")
+        m, res["seconds"]["mean"] = run(steps=steps, postprocess=False, n_samples=n_samples_mean, dihedral=dihedral)
+        M[name] = score(m, clean, px)
         if model.postprocess is not None:
-            m2, _ = run(steps=steps, postprocess=True, n_samples=n_samples_mean)
-            M[f"diffusion_ddim{steps}_mean{n_samples_mean}+post"] = score(m2, clean, px)
+            m2, _ = run(steps=steps, postprocess=True, n_samples=n_samples_mean, dihedral=dihedral)
+            M[name + "+post"] = score(m2, clean, px)
     if compare_steps:
         c, res["seconds"][f"ddim{compare_steps}"] = run(steps=compare_steps, postprocess=False)
         M[f"diffusion_ddim{compare_steps}"] = score(c, clean, px)

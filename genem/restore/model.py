@@ -50,7 +50,7 @@ class Denoiser:
     @torch.no_grad()
     def denoise_normalized(self, noisy: torch.Tensor, *, steps: int | None = None, n_samples: int = 1,
                            postprocess: bool = True, mode: str = "ddim", eta: float = 0.0,
-                           seed: int = 0, seeds=None) -> torch.Tensor:
+                           seed: int = 0, seeds=None, dihedral: bool = False) -> torch.Tensor:
         """Denoise RELION-normalised images (B, H, W) at the model's pixel size; returns (B, H, W), same units.
 
         ``seeds`` (one per image) draws each image's starting noise from its own generator, so an image's result
@@ -64,7 +64,7 @@ class Denoiser:
             init = torch.stack([torch.randn((n_samples, 1) + x.shape[-2:], generator=torch.Generator().manual_seed(
                 int(s) % (2 ** 63))) for s in seeds], 1)
         out = sample_conditional(self.diffusion, self.schedule, x, steps=steps or self.default_steps, mode=mode,
-                                 eta=eta, n_samples=n_samples, generator=g, init_noise=init)
+                                 eta=eta, n_samples=n_samples, generator=g, init_noise=init, dihedral=dihedral)
         if postprocess and self.postprocess is not None:
             self.postprocess.eval()
             out = self.postprocess(x, out)

@@ -73,3 +73,23 @@ def test_ddim_is_deterministic_and_strided():
     a = sample_conditional(model, s, c, steps=10, generator=torch.Generator().manual_seed(5))
     b = sample_conditional(model, s, c, steps=10, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_dihedral_samples_are_turned_back():
+    """A model that returns a fixed function of its conditioning image: with the samples turned by the square's
+    symmetries and turned back, an equivariant model gives the plain result, a non-equivariant one does not."""
+    s = DiffusionSchedule("cosine", 1000)
+    c = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+
+    def equivariant(inp, level):  # predicts x_0 = 2 * cond
+        return 2 * inp[:, :1]
+
+    def shifted(inp, level):  # predicts x_0 = cond moved one pixel right: not equivariant
+        return torch.roll(inp[:, :1], 1, -1)
+
+    g = torch.Generator().manual_seed(7)
+    out = sample_conditional(equivariant, s, c, steps=5, n_samples=8, dihedral=True, generator=g)
+    assert torch.allclose(out, 2 * c, atol=1e-5)
+    mixed = sample_conditional(shifted, s, c, steps=5, n_samples=8, dihedral=True, generator=g)
+    plain = sample_conditional(shifted, s, c, steps=5, n_samples=8, generator=g)
+    assert torch.allclose(plain, torch.roll(c, 1, -1), atol=1e-5) and not torch.allclose(mixed, plain, atol=1e-2)
