@@ -1,38 +1,41 @@
 #!/usr/bin/env bash
 # Rebuild GenEM's default denoiser (genem/restore/default_model) and its evaluation from scratch, on CPU.
-# Usage: benchmarks/denoise_default_model.sh WORK_DIR [SHARED_DATA]   (about 40 min on one free core)
+# Usage: benchmarks/denoise_default_model.sh WORK_DIR [SHARED_DATA]   (about 2 h on one free core)
 set -euo pipefail
 W=${1:?work dir}; S=${2:-../shared/data}
 mkdir -p "$W/data"
-# three random compact "molecules" (Gaussian blobs) as extra training structures besides two PDB models
+# ten random compact "molecules" (Gaussian blobs, 50-190 A across) beside three atomic models as training structures
 python - "$W/data" <<'PY'
 import sys
+import numpy as np
 from genem.io import write_mrc
 from genem.restore.synthetic import blob_volume
-for s in (11, 12, 13):
-    write_mrc(f"{sys.argv[1]}/blob{s}.mrc", 5 * blob_volume(64, n_blobs=14, radius_frac=0.22, seed=s), 3.54)
+rng = np.random.default_rng(7)
+for s in range(10):
+    nb, rf, px = int(rng.integers(8, 40)), float(rng.uniform(0.15, 0.3)), float(rng.uniform(2.5, 5.5))
+    write_mrc(f"{sys.argv[1]}/blob{s}.mrc", 5 * blob_volume(64, n_blobs=nb, radius_frac=rf, seed=100 + s), px)
 PY
-C="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --no-progress"
-python -m genem simulate --out "$W/data/train_snr" --structure "$S/models/6z6u.pdb" --structure "$S/models/8zpm.cif" \
-  --structure "$W/data/blob11.mrc" --structure "$W/data/blob12.mrc" --structure "$W/data/blob13.mrc" $C \
-  --n-micrographs 40 --micrograph-size 2048 --particles 120 --noise-mode snr --snr 0.02,0.3 --seed 101
-# held out: a structure never seen in training (70S ribosome map), SNR 0.05 (Gaussian) and low-dose Poisson
+ST="--structure $S/models/6z6u.pdb --structure $S/models/8zpm.cif --structure genem/data/default_structure.pdb"
+for s in 0 1 2 3 4 5 6 7 8 9; do ST="$ST --structure $W/data/blob$s.mrc"; done
+C="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --no-progress --micrograph-size 2048 --particles 120"
+python -m genem simulate --out "$W/data/train_snr" $ST $C --n-micrographs 40 --noise-mode snr --snr 0.02,0.3 --seed 202
+python -m genem simulate --out "$W/data/train_poisson_lo" $ST $C --n-micrographs 60 --noise-mode poisson --dose 0.5,4 --seed 201
+python -m genem simulate --out "$W/data/train_poisson_hi" $ST $C --n-micrographs 30 --noise-mode poisson --dose 4,15 --seed 203
+# held out: a structure never seen in training (70S ribosome map): Poisson at SNR ~0.05 (dose 2.2 e/A^2, see
+# rlnGenemSnr in micrographs.star), Gaussian SNR 0.05 and 0.2
 R="--structure $S/maps/aspire/clean70SRibosome_vol_65p.mrc --map-pixel-size-A 3.0"
-python -m genem simulate --out "$W/data/heldout_snr005" $R $C --n-micrographs 8 --micrograph-size 1024 \
-  --particles 40 --noise-mode snr --snr 0.05 --seed 900
-python -m genem simulate --out "$W/data/heldout_poisson" $R $C --n-micrographs 6 --micrograph-size 1024 \
-  --particles 40 --noise-mode poisson --dose 0.03 --seed 901
-python -m genem simulate --out "$W/data/heldout_snr02" $R $C --n-micrographs 5 --micrograph-size 1024 \
-  --particles 40 --noise-mode snr --snr 0.2 --seed 902
-# the model (run as two stages here; one call with --post-steps 3000 is equivalent)
-python -m genem denoise train --data "$W/data/train_snr" --out "$W/model" --steps 2000 --post-steps 3000 \
-  --batch-size 16 --crop 40 --channels 16 --post-channels 16 --sample-steps 10 --seed 0 --threads 1
-# evaluation
-for d in heldout_snr005 heldout_poisson heldout_snr02; do
+C2="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --no-progress --micrograph-size 1024 --particles 40"
+python -m genem simulate --out "$W/data/heldout_poisson" $R $C2 --n-micrographs 8 --noise-mode poisson --dose 2.2 --seed 901
+python -m genem simulate --out "$W/data/heldout_snr005" $R $C2 --n-micrographs 8 --noise-mode snr --snr 0.05 --seed 900
+python -m genem simulate --out "$W/data/heldout_snr02" $R $C2 --n-micrographs 5 --noise-mode snr --snr 0.2 --seed 902
+python -m genem denoise train --data "$W/data/train_snr" "$W/data/train_poisson_lo" "$W/data/train_poisson_hi" \
+  --out "$W/model" --steps 3000 --post-steps 4000 --post-train-images 6000 --batch-size 16 --crop 48 \
+  --channels 32 --post-channels 32 --channel-mults 1,2,2,4 --sample-steps 10 --seed 0 --threads 1
+for d in heldout_poisson heldout_snr005 heldout_snr02; do
   python -m genem evaluate denoise --model "$W/model" --data "$W/data/$d" --out "$W/eval_$d" --max-particles 256 \
-    --mean-of 4 --threads 1
+    --mean-of 8 --dihedral --threads 1
 done
-python -m genem evaluate denoise --model "$W/model" --data "$W/data/heldout_snr005" --out "$W/eval_steps" \
+python -m genem evaluate denoise --model "$W/model" --data "$W/data/heldout_poisson" --out "$W/eval_steps" \
   --max-particles 96 --no-topaz --compare-steps 200 --threads 1
 GENEM_SHARED_DATA="$S" python benchmarks/denoise_real.py --model "$W/model" --n 400 --out "$W/real"
-python benchmarks/denoise.py --data "$W/data/heldout_snr005" --model "$W/model" --n 64 --threads 1 --out "$W/bench.json"
+python benchmarks/denoise.py --data "$W/data/heldout_poisson" --model "$W/model" --n 64 --threads 1 --out "$W/bench.json"
