@@ -37,7 +37,7 @@ def train_data(tmp_path_factory):
 def test_tiny_run_learns(train_data, tmp_path):
     train_denoiser([train_data], tmp_path / "m", TINY, progress=False)
     meta = json.loads((tmp_path / "m" / "train.json").read_text())
-    assert meta["final_loss"] < 0.6 * meta["first_loss"]
+    assert meta["final_loss"] < 0.7 * meta["first_loss"]
     # held-out particles: the denoiser beats both the noisy input and the best constant (zero) prediction
     pairs = load_training_pairs([train_data])
     g = torch.Generator().manual_seed(0)
