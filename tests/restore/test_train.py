@@ -19,13 +19,7 @@ TINY = TrainConfig(steps=120, post_steps=40, batch_size=16, crop_px=32, base_cha
                    val_fraction=0.15, checkpoint_every=60, lr=2e-3, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on 2 shared cores, 2 torch threads are several times slower than 1 under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
