@@ -12,6 +12,7 @@ RELION-normalised (background mean/sd), denoised, and mapped back to the input b
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,8 +251,6 @@ def _start_record(out_dir: Path, settings: dict, resume: bool) -> None:
     """Mark ``out_dir`` as holding an unfinished run with these settings, or check that a resumed run has them."""
     rec = out_dir / UNFINISHED_RECORD
     if rec.exists():
-        import json
-
         if not resume:
             raise GenemInputError(out_dir, "holds an unfinished run; pass --resume to continue it or choose another --out")
         if json.loads(rec.read_text()) != settings:
@@ -332,31 +331,32 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
                         m.data[b0:b0 + len(sel)] = out.numpy()
                         bar.update(len(sel))
                     m.update_header_stats()
-        bar.close()
-        if ps.kind == "mrcs":
-            (out_dir / UNFINISHED_RECORD).unlink()
-            return out_meta
-        names = [_rel(out_stacks[k], ps.root) for k in ps.stack_of_row]
-        if ps.kind == "star":
-            blocks = {k: v.copy() for k, v in ps.table.items()}
-            key = "particles" if "particles" in blocks else next(k for k in blocks if k != "optics")
-            blocks[key]["rlnImageName"] = [join_image_name(int(i), n) for i, n in zip(new_index, names)]
-            write_star(out_meta, blocks)
-        else:
-            ds = ps.table.copy()
-            ds["blob/path"] = np.array(names, dtype=object)
-            ds["blob/idx"] = new_index.astype(ds["blob/idx"].dtype)
-            with atomic_path(out_meta) as tmp:
-                ds.save(str(tmp))
-        write_json_atomic(out_dir / "denoise_run.json", {
-            "input": str(inp), "output": str(out_meta.resolve()), "n_particles": int(len(new_index)),
-            "paths_relative_to": str(ps.root.resolve()), "steps": steps or model.default_steps,
-            "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "model": model.meta.get("name", ""),
-            "model_pixel_size_A": model.pixel_size_A, "model_digest": settings["model"]})
+        if ps.kind != "mrcs":  # a bare stack is its own result; tables get new image names and a run record
+            _write_particle_table(ps, out_meta, [_rel(out_stacks[k], ps.root) for k in ps.stack_of_row], new_index)
+            write_json_atomic(out_dir / "denoise_run.json", {
+                "input": str(inp), "output": str(out_meta.resolve()), "n_particles": int(len(new_index)),
+                "paths_relative_to": str(ps.root.resolve()), "steps": steps or model.default_steps,
+                "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "model": model.meta.get("name", ""),
+                "model_pixel_size_A": model.pixel_size_A, "model_digest": settings["model"]})
         (out_dir / UNFINISHED_RECORD).unlink()
         return out_meta
     finally:
         bar.close()
+
+
+def _write_particle_table(ps: ParticleSet, out_meta: Path, names: list, new_index: np.ndarray) -> None:
+    """The input's table (STAR or .cs), every column and row kept, with image names pointing at the new stacks."""
+    if ps.kind == "star":
+        blocks = {k: v.copy() for k, v in ps.table.items()}
+        key = "particles" if "particles" in blocks else next(k for k in blocks if k != "optics")
+        blocks[key]["rlnImageName"] = [join_image_name(int(i), n) for i, n in zip(new_index, names)]
+        write_star(out_meta, blocks)
+        return
+    ds = ps.table.copy()
+    ds["blob/path"] = np.array(names, dtype=object)
+    ds["blob/idx"] = new_index.astype(ds["blob/idx"].dtype)
+    with atomic_path(out_meta) as tmp:
+        ds.save(str(tmp))
 
 
 def _read_images(path: Path, idx: np.ndarray) -> np.ndarray:
