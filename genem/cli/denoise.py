@@ -35,6 +35,10 @@ def add_parser(subparsers) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     t.add_argument("--device", default="cpu")
+    t.add_argument("--init", default=None, metavar="MODEL_DIR",
+                   help="start from this trained model ('default': the one shipped with GenEM) and fine-tune it; its "
+                        "architecture and schedule are kept (--channels, --channel-mults, --post-channels, --schedule, "
+                        "--timesteps, --prediction are ignored); the data must be at its pixel size")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=run_train)
@@ -96,8 +100,13 @@ def run_train(args) -> int:
                           seed=args.seed)
     except ValueError as e:
         raise GenemInputError("arguments", str(e)) from None
+    init = None
+    if args.init:
+        from genem.restore.model import Denoiser
+
+        init = Denoiser.load(None if args.init == "default" else args.init)
     path = train_denoiser(args.data, args.out, cfg, device=args.device, resume=args.resume,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, init=init)
     print(f"genem denoise: wrote {path}", file=sys.stderr)
     return 0
 

@@ -234,19 +234,6 @@ def _out_names(ps: ParticleSet, out_dir: Path) -> list:
 UNFINISHED_RECORD = "denoise_run.unfinished.json"
 
 
-def model_digest(model: Denoiser) -> str:
-    """A short digest of a model's weights (names a model in run records without a path)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    nets = [model.diffusion] + ([model.postprocess] if model.postprocess is not None else [])
-    for net in nets:
-        for k, v in net.state_dict().items():
-            h.update(k.encode())
-            h.update(v.detach().cpu().float().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _start_record(out_dir: Path, settings: dict, resume: bool) -> None:
     """Mark ``out_dir`` as holding an unfinished run with these settings, or check that a resumed run has them."""
     rec = out_dir / UNFINISHED_RECORD
@@ -302,7 +289,7 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
         raise GenemInputError(out_meta, "already exists; choose another --out")
     out_stacks = _out_names(ps, out_dir)
     new_index = np.zeros(len(ps.index_of_row), dtype=np.int64)
-    settings = {"input": str(inp), "model": model_digest(model), "steps": steps or model.default_steps,
+    settings = {"input": str(inp), "model": model.weights_digest(), "steps": steps or model.default_steps,
                 "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "invert_contrast": invert_contrast,
                 "pixel_size_A": pixel_size_A}
     _start_record(out_dir, settings, resume)

@@ -33,6 +33,7 @@ class Denoiser:
     target_scale: float
     default_steps: int = 10
     meta: dict = field(default_factory=dict)
+    source: str | None = None  # the model file it was loaded from (not saved)
 
     @property
     def stride(self) -> int:
@@ -69,6 +70,18 @@ class Denoiser:
             self.postprocess.eval()
             out = self.postprocess(x, out)
         return (out / self.target_scale)[:, 0, :h, :w]
+
+    def weights_digest(self) -> str:
+        """A short digest of the weights (names a model in run records without a path)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        nets = [self.diffusion] + ([self.postprocess] if self.postprocess is not None else [])
+        for net in nets:
+            for k, v in net.state_dict().items():
+                h.update(k.encode())
+                h.update(v.detach().cpu().float().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def denoise_images(self, images: torch.Tensor, **kw) -> torch.Tensor:
         """Normalise (background mean/sd), denoise, and put back on the input's scale."""
@@ -133,7 +146,9 @@ class Denoiser:
             raise GenemInputError(path, f"not a readable model file ({type(e).__name__})") from None
         if not isinstance(st, dict) or st.get("format") != FORMAT:
             raise GenemInputError(path, f"not a GenEM denoiser model (expected format {FORMAT})")
-        return cls.from_state(st).to(device)
+        den = cls.from_state(st).to(device)
+        den.source = str(path)
+        return den
 
 
 def read_model_info(folder) -> dict:

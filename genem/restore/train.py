@@ -45,6 +45,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     flip_contrast: bool = False       # augment with both contrast polarities (only for data of unknown polarity)
     seed: int = 0
+    init_digest: str = ""             # weights digest of the model the run started from ("": from scratch)
 
     def __post_init__(self):
         object.__setattr__(self, "channel_mults", tuple(int(c) for c in self.channel_mults))
@@ -76,6 +77,18 @@ class TrainConfig:
 
 
 LR_DECAYS = ("cosine", "constant")
+
+
+def architecture_of(model: Denoiser) -> dict:
+    """The settings that fix a trained model's networks and units: a run that starts from that model (fine-tuning)
+    takes them from it."""
+    arch = {"base_channels": model.diffusion.config.base_channels,
+            "channel_mults": tuple(model.diffusion.config.channel_mults), "schedule": model.schedule.kind,
+            "num_train_timesteps": model.schedule.num_train_timesteps,
+            "prediction_type": model.schedule.prediction_type}
+    if model.postprocess is not None:
+        arch["post_base_channels"] = model.postprocess.config.base_channels
+    return arch
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:
@@ -193,9 +206,14 @@ def _split(pairs: PairSet, cfg: TrainConfig):
 
 
 def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, device="cpu", resume: bool = False,
-                   progress: bool = True, pairs: PairSet | None = None) -> Path:
-    """Train a denoiser on dataset folders and write ``out_dir/model.pt`` (+ model.json, metrics in train.json)."""
+                   progress: bool = True, pairs: PairSet | None = None, init: Denoiser | None = None) -> Path:
+    """Train a denoiser on dataset folders and write ``out_dir/model.pt`` (+ model.json, metrics in train.json).
+
+    ``init``: start from this trained model's weights (fine-tuning, e.g. the shipped model on simulations of one's
+    own specimen); its architecture, schedule and output units are kept, the data must be at its pixel size."""
     out_dir = Path(out_dir)
+    if init is not None:
+        config = config.replace(**architecture_of(init), init_digest=init.weights_digest())
     ckdir = out_dir / "checkpoints"
     ck_diff, ck_post = ckdir / "diffusion.pt", ckdir / "postprocess.pt"
     if (out_dir / "model.pt").exists() and not resume:
@@ -204,15 +222,23 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
         raise GenemInputError(out_dir, "holds checkpoints of an unfinished run; pass --resume or choose another --out")
     if pairs is None:
         pairs = load_training_pairs(list(data_dirs), config.max_particles, config.seed)
+    if init is not None and abs(pairs.pixel_size_A - init.pixel_size_A) > 1e-3 * init.pixel_size_A:
+        raise GenemInputError(pairs.sources[0]["path"] if pairs.sources else out_dir,
+                              f"pixel size {pairs.pixel_size_A:g} A differs from the starting model's "
+                              f"{init.pixel_size_A:g} A (simulate the training data at the model's pixel size)")
     train_idx, val_idx = _split(pairs, config)
     if len(train_idx) < 2:
         raise GenemInputError(data_dirs[0] if data_dirs else out_dir, "too few training particles")
     ntr = pairs.noisy[train_idx]
     ctr = pairs.clean[train_idx]
-    target_scale = float(1.0 / ctr.std().clamp_min(1e-6))
+    # the networks' output units: clean images times target_scale (a fine-tuned model keeps its start's units)
+    target_scale = init.target_scale if init is not None else float(1.0 / ctr.std().clamp_min(1e-6))
     torch.manual_seed(config.seed)
     model = UNet(UNetConfig(in_channels=2, out_channels=1, base_channels=config.base_channels,
-                            channel_mults=config.channel_mults)).to(device)
+                            channel_mults=config.channel_mults))
+    if init is not None:
+        model.load_state_dict(init.diffusion.state_dict())
+    model = model.to(device)
     ema = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = DiffusionSchedule(config.schedule, config.num_train_timesteps, config.prediction_type)
@@ -262,11 +288,14 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     post = None
     post_losses: list = []
     if config.post_steps > 0:
-        post, post_losses = _train_postprocess(den, ntr, ctr, config, ck_post, device, resume, progress)
+        post, post_losses = _train_postprocess(den, ntr, ctr, config, ck_post, device, resume, progress,
+                                               init.postprocess if init is not None else None)
         den.postprocess = post.eval()
     metrics = evaluate_pairs(den, pairs.noisy[val_idx], pairs.clean[val_idx], steps=config.sample_steps) \
         if len(val_idx) else {}
-    den.meta = {"train_config": config.to_dict(), "data": pairs.sources, "n_train": int(len(train_idx)),
+    started = None if init is None else {"model": init.source, "weights_digest": config.init_digest}
+    den.meta = {"train_config": config.to_dict(), "data": pairs.sources, "started_from": started,
+                "n_train": int(len(train_idx)),
                 "n_val": int(len(val_idx)), "val_metrics": metrics, "train_seconds": round(time.time() - t_start, 1),
                 "final_loss": float(np.mean(losses[-50:])) if losses else None,
                 "first_loss": float(np.mean(losses[:50])) if losses else None,
@@ -276,7 +305,8 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     return out_dir / "model.pt"
 
 
-def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Path, device, resume, progress):
+def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Path, device, resume, progress,
+                       init_post: PostProcessor | None = None):
     g = torch.Generator().manual_seed(config.seed + 1)
     m = min(config.post_train_images, len(ntr))
     sel = torch.randperm(len(ntr), generator=g)[:m]
@@ -291,7 +321,10 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
     bar.close()
     diffused = torch.cat(outs)
     torch.manual_seed(config.seed + 2)
-    post = PostProcessor(postprocess_config(config.post_base_channels, config.channel_mults)).to(device)
+    post = PostProcessor(postprocess_config(config.post_base_channels, config.channel_mults))
+    if init_post is not None and init_post.config == post.config:
+        post.load_state_dict(init_post.state_dict())
+    post = post.to(device)
     opt = torch.optim.Adam(post.parameters(), lr=config.lr)
     step, losses = 0, []
     if resume and ck_post.exists():

@@ -11,7 +11,7 @@ from genem.io import GenemInputError
 from genem.metrics import psnr
 from genem.restore.model import Denoiser
 from genem.restore.synthetic import blob_volume, write_pair_dataset
-from genem.restore.train import TrainConfig, learning_rate, load_training_pairs, train_denoiser
+from genem.restore.train import TrainConfig, architecture_of, learning_rate, load_training_pairs, train_denoiser
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(steps=120, post_steps=40, batch_size=16, crop_px=32, base_channels=8, post_base_channels=4,
@@ -28,22 +28,65 @@ def train_data(tmp_path_factory):
     return write_pair_dataset(root, blob_volume(32, seed=5), 4.0, 240, snr=0.1, seed=6, per_stack=80)
 
 
-def test_tiny_run_learns(train_data, tmp_path):
-    train_denoiser([train_data], tmp_path / "m", TINY, progress=False)
-    meta = json.loads((tmp_path / "m" / "train.json").read_text())
+@pytest.fixture(scope="module")
+def tiny_trained(train_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "m"
+    train_denoiser([train_data], out, TINY, progress=False)
+    return out
+
+
+def test_tiny_run_learns(train_data, tiny_trained):
+    meta = json.loads((tiny_trained / "train.json").read_text())
     assert meta["final_loss"] < 0.7 * meta["first_loss"]
     # held-out particles: the denoiser beats both the noisy input and the best constant (zero) prediction
     pairs = load_training_pairs([train_data])
     g = torch.Generator().manual_seed(0)
     val = torch.randperm(len(pairs.noisy), generator=g)[: round(0.15 * len(pairs.noisy))]
     noisy, clean = pairs.noisy[val], pairs.clean[val]
-    den = Denoiser.load(tmp_path / "m")
+    den = Denoiser.load(tiny_trained)
     out = den.denoise_normalized(noisy, steps=4)
     p_out = psnr(out, clean).mean().item()
     p_zero = psnr(torch.zeros_like(clean), clean).mean().item()
     assert p_out > psnr(noisy, clean).mean().item() + 8
     assert p_out > p_zero + 1.0
     assert meta["val_metrics"]["psnr_diffusion_dB"] > meta["val_metrics"]["psnr_noisy_dB"] + 8
+
+
+def _val_psnr(model_dir, data) -> float:
+    pairs = load_training_pairs([data])
+    g = torch.Generator().manual_seed(0)
+    val = torch.randperm(len(pairs.noisy), generator=g)[: round(0.15 * len(pairs.noisy))]
+    out = Denoiser.load(model_dir).denoise_normalized(pairs.noisy[val], steps=4, seed=1)
+    return psnr(out, pairs.clean[val]).mean().item()
+
+
+def test_fine_tuning_starts_from_the_model_and_adapts_to_new_data(tiny_trained, tmp_path):
+    # another specimen: a larger molecule at a higher SNR than the tiny model was trained on
+    other = write_pair_dataset(tmp_path / "other", blob_volume(32, n_blobs=30, radius_frac=0.4, seed=21), 4.0, 160,
+                               snr=0.4, seed=22, per_stack=80)
+    start = Denoiser.load(tiny_trained)
+    # the architecture comes from the starting model, whatever the config says
+    cfg = TINY.replace(steps=30, post_steps=20, base_channels=4, post_base_channels=8, lr=1e-3)
+    train_denoiser([other], tmp_path / "ft", cfg, progress=False, init=start)
+    ft = Denoiser.load(tmp_path / "ft")
+    assert ft.diffusion.config == start.diffusion.config and ft.postprocess.config == start.postprocess.config
+    assert ft.target_scale == start.target_scale
+    meta = json.loads((tmp_path / "ft" / "train.json").read_text())
+    assert meta["started_from"]["weights_digest"] == start.weights_digest() == meta["train_config"]["init_digest"]
+    # it learns the new data from where the start left off: on held-out particles of it, better than the start
+    # and better than a run of the same length from scratch
+    train_denoiser([other], tmp_path / "scratch", cfg.replace(**architecture_of(start)), progress=False)
+    p_ft, p_start, p_scratch = (_val_psnr(m, other) for m in (tmp_path / "ft", tiny_trained, tmp_path / "scratch"))
+    print(f"fine-tuned {p_ft:.2f} dB, start {p_start:.2f} dB, same steps from scratch {p_scratch:.2f} dB")
+    assert p_ft > p_start + 0.3 and p_ft > p_scratch + 0.3
+    # a model made for another pixel size cannot be the start
+    wrong = write_pair_dataset(tmp_path / "wrong", blob_volume(32, seed=5), 3.0, 20, snr=0.1, seed=6)
+    with pytest.raises(GenemInputError, match="pixel size") as e:
+        train_denoiser([wrong], tmp_path / "ft2", cfg, progress=False, init=start)
+    assert "wrong" in str(e.value) and not (tmp_path / "ft2" / "model.pt").exists()
+    # a resumed fine-tuning must start from the same model
+    with pytest.raises(GenemInputError, match="settings"):
+        train_denoiser([other], tmp_path / "ft", cfg.replace(steps=40), progress=False, resume=True)
 
 
 def test_resume_continues_exactly(train_data, tmp_path):
@@ -69,6 +112,14 @@ def test_train_cli_and_bad_data(train_data, tmp_path):
     assert r.returncode == 0, r.stderr
     info = json.loads((tmp_path / "cli" / "model.json").read_text())
     assert info["pixel_size_A"] == pytest.approx(4.0) and info["box_px"] == 32
+    r = subprocess.run([sys.executable, "-m", "genem", "denoise", "train", "--data", str(train_data), "--out",
+                        str(tmp_path / "cli_ft"), "--init", str(tmp_path / "cli"), "--steps", "2", "--post-steps", "2",
+                        "--crop", "16", "--no-progress", "--threads", "1"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    ft = json.loads((tmp_path / "cli_ft" / "model.json").read_text())
+    assert ft["meta"]["started_from"]["model"] == str(tmp_path / "cli" / "model.pt")
+    assert ft["diffusion_config"] == info["diffusion_config"]
     r = subprocess.run([sys.executable, "-m", "genem", "denoise", "train", "--data", str(tmp_path / "nothing"),
                         "--out", str(tmp_path / "cli2")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode != 0 and r.stderr.strip().startswith("genem: error:") and not (tmp_path / "cli2").exists()
