@@ -20,6 +20,17 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range=None) -> torch.Ten
     return 10 * torch.log10(r ** 2 / mse.clamp_min(1e-30))
 
 
+def image_snr(noisy: torch.Tensor, clean: torch.Tensor) -> float:
+    """Signal-to-noise ratio of a stack over the whole image: variance of the clean images (each about its own
+    mean) over the variance of ``noisy - clean``, pooled over the stack (the convention of cryoDRGN's
+    ``add_noise`` without a mask, and of the denoising papers that simulate particles at a given SNR)."""
+    noisy, clean = torch.as_tensor(noisy, dtype=torch.float64), torch.as_tensor(clean, dtype=torch.float64)
+    signal = clean - clean.mean((-2, -1), keepdim=True)
+    noise = noisy - clean
+    noise = noise - noise.mean((-2, -1), keepdim=True)
+    return float((signal ** 2).mean() / (noise ** 2).mean().clamp_min(1e-30))
+
+
 def _gaussian_window(size: int, sigma: float, dtype, device):
     x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from genem.io import write_json_atomic
-from genem.metrics import frc, psnr, ssim
+from genem.metrics import frc, image_snr, psnr, ssim
 
 from .baselines import best_gaussian_lowpass, load_topaz, topaz_available, topaz_denoise
 from .model import Denoiser
@@ -52,8 +52,10 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
 
         raise GenemInputError(data_dirs[0], f"pixel size {px} A differs from the model's {model.pixel_size_A} A")
     steps = steps or model.default_steps
+    # the SNR of these particles over the whole box (a simulation's rlnGenemSnr is the SNR inside the particles'
+    # masks, higher by about the box-to-particle area ratio)
     res: dict = {"n_particles": int(len(noisy)), "pixel_size_A": px, "box_px": int(noisy.shape[-1]),
-                 "data": pairs.sources, "steps": steps, "methods": {}, "seconds": {}}
+                 "snr_whole_box": round(image_snr(noisy, clean), 4), "data": pairs.sources, "steps": steps, "methods": {}, "seconds": {}}
     M = res["methods"]
     imgs = {"noisy": noisy}
     M["noisy"] = score(noisy, clean, px)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from genem.restore.baselines import best_gaussian_lowpass, gaussian_lowpass
@@ -32,4 +33,5 @@ def test_evaluate_cli_writes_metrics_and_montage(pair_dataset, tiny_model_dir, t
         assert k in m["methods"], k
     assert m["methods"]["gaussian_lowpass_best"]["psnr_dB"] > m["methods"]["noisy"]["psnr_dB"]
     assert len(m["methods"]["noisy"]["frc_curve"]) == 17
+    assert m["snr_whole_box"] == pytest.approx(0.1, rel=0.25)  # the pairs were made at whole-image SNR 0.1
     assert (tmp_path / "ev" / "montage.png").stat().st_size > 1000

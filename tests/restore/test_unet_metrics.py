@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from genem.metrics import frc, psnr, radial_average_2d, radial_power_spectrum_2d, ssim
+from genem.metrics import frc, image_snr, psnr, radial_average_2d, radial_power_spectrum_2d, ssim
 from genem.restore.normalize import background_stats, normalize_images, pad_to_multiple, resample_fourier_2d
 from genem.restore.unet import UNet, UNetConfig
 
@@ -32,6 +32,14 @@ def test_psnr_and_ssim_known_values():
     s1 = ssim(img + 0.1 * torch.randn(4, 32, 32, generator=g), img)
     s2 = ssim(img + 1.0 * torch.randn(4, 32, 32, generator=g), img)
     assert torch.all(s1 > s2) and torch.all(s2 < 0.8)
+
+
+def test_image_snr_is_signal_over_noise_variance_over_the_whole_image():
+    g = torch.Generator().manual_seed(0)
+    clean = 0.3 * torch.randn(50, 32, 32, generator=g) + 5.0  # per-image offsets do not count as signal
+    noisy = clean + 2.0 * torch.randn(50, 32, 32, generator=g) - 1.0
+    assert image_snr(noisy, clean) == pytest.approx(0.09 / 4.0, rel=0.03)
+    assert image_snr(clean, clean) > 1e20
 
 
 def test_frc_and_radial_average():
