@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Whole-box SNR 0.05 evaluation of the shipped denoiser, and fine-tuning it on simulations of the specimen itself.
-# Usage: benchmarks/denoise_finetune.sh WORK_DIR [SHARED_DATA]   (23 min on the 2-core CPU machine; reproduces the numbers in docs/denoise.md exactly)
+# Usage: benchmarks/denoise_finetune.sh WORK_DIR [SHARED_DATA]
+# (about 45 min on the 2-core CPU machine; reproduces the numbers in docs/denoise.md exactly)
 #
 # The held-out structure is the 70S ribosome map. "SNR 0.05" is taken over the whole box (signal variance of the
 # clean particle images over the noise variance, as cryoDRGN's add_noise without a mask): the dose / --snr below
@@ -19,7 +20,15 @@ C="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --no-pro
 python -m genem simulate --out "$W/ribo_train" $R $C --n-micrographs 30 --noise-mode poisson --dose 2,20 --seed 5001
 python -m genem denoise train --init default --data "$W/ribo_train" --out "$W/finetuned" --steps 1000 \
   --post-steps 800 --lr 3e-4 --post-train-images 2000 --threads 2 --no-progress
+# the same with only a 20 A low-pass of the map (a user's low-resolution initial model of the specimen)
+python benchmarks/lowpass_map.py "$S/maps/aspire/clean70SRibosome_vol_65p.mrc" "$W/ribo_lp20A.mrc" 20 3.0
+python -m genem simulate --out "$W/lp20_train" --structure "$W/ribo_lp20A.mrc" --map-pixel-size-A 3.0 $C \
+  --n-micrographs 30 --noise-mode poisson --dose 2,20 --seed 5001
+python -m genem denoise train --init default --data "$W/lp20_train" --out "$W/finetuned_lp20" --steps 1000 \
+  --post-steps 800 --lr 3e-4 --post-train-images 2000 --threads 2 --no-progress
 for d in heldout_box_poisson heldout_box_snr; do
   python -m genem evaluate denoise --data "$W/$d" --out "$W/eval_default_$d" --threads 2
-  python -m genem evaluate denoise --model "$W/finetuned" --data "$W/$d" --out "$W/eval_finetuned_$d" --threads 2
+  for m in finetuned finetuned_lp20; do
+    python -m genem evaluate denoise --model "$W/$m" --data "$W/$d" --out "$W/eval_${m}_$d" --threads 2
+  done
 done
