@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Whole-box SNR 0.05 evaluation of the shipped denoiser, and fine-tuning it on simulations of the specimen itself.
 # Usage: benchmarks/denoise_finetune.sh WORK_DIR [SHARED_DATA]
-# (about 45 min on the 2-core CPU machine; reproduces the numbers in docs/denoise.md exactly)
+# (48 min on the 2-core CPU machine; reproduces the numbers in docs/denoise.md exactly)
 #
 # The held-out structure is the 70S ribosome map. "SNR 0.05" is taken over the whole box (signal variance of the
 # clean particle images over the noise variance, as cryoDRGN's add_noise without a mask): the dose / --snr below
