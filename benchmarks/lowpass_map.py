@@ -3,8 +3,9 @@ initial model of the specimen. Usage: python benchmarks/lowpass_map.py IN.mrc OU
 (VOXEL_A: the map's voxel size when its header has none)."""
 import sys
 
-import mrcfile
 import numpy as np
+
+from genem.io import GenemInputError, read_mrc, write_mrc
 
 
 def lowpass_map(volume: np.ndarray, voxel_A: float, resolution_A: float, edge_per_A: float = 0.01) -> np.ndarray:
@@ -18,11 +19,10 @@ def lowpass_map(volume: np.ndarray, voxel_A: float, resolution_A: float, edge_pe
 
 if __name__ == "__main__":
     src, dst, res = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    with mrcfile.open(src, permissive=True) as m:
-        vol, vox = m.data.astype(np.float32), float(m.voxel_size.x)
-    vox = float(sys.argv[4]) if len(sys.argv) > 4 else vox
-    if vox <= 0:
-        sys.exit(f"lowpass_map: error: {src}: no voxel size in the header; pass VOXEL_A")
-    with mrcfile.new(dst, overwrite=True) as m:
-        m.set_data(lowpass_map(vol, vox, res))
-        m.voxel_size = vox
+    try:
+        vol, vox = read_mrc(src, pixel_size_A=float(sys.argv[4]) if len(sys.argv) > 4 else None)
+        if vox is None:
+            raise GenemInputError(src, "no voxel size in the header; pass VOXEL_A")
+    except GenemInputError as e:
+        sys.exit(f"lowpass_map: error: {e}")
+    write_mrc(dst, lowpass_map(vol, vox, res), vox)  # atomic

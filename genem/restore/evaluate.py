@@ -55,7 +55,8 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
     # the SNR of these particles over the whole box (a simulation's rlnGenemSnr is the SNR inside the particles'
     # masks, higher by about the box-to-particle area ratio)
     res: dict = {"n_particles": int(len(noisy)), "pixel_size_A": px, "box_px": int(noisy.shape[-1]),
-                 "snr_whole_box": round(image_snr(noisy, clean), 4), "data": pairs.sources, "steps": steps, "methods": {}, "seconds": {}}
+                 "snr_whole_box": round(image_snr(noisy, clean), 4), "data": pairs.sources, "steps": steps,
+                 "methods": {}, "seconds": {}}
     M = res["methods"]
     imgs = {"noisy": noisy}
     M["noisy"] = score(noisy, clean, px)

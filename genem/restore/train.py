@@ -322,7 +322,7 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
     diffused = torch.cat(outs)
     torch.manual_seed(config.seed + 2)
     post = PostProcessor(postprocess_config(config.post_base_channels, config.channel_mults))
-    if init_post is not None and init_post.config == post.config:
+    if init_post is not None:  # same config: fine-tuning took post_base_channels and channel_mults from the start
         post.load_state_dict(init_post.state_dict())
     post = post.to(device)
     opt = torch.optim.Adam(post.parameters(), lr=config.lr)

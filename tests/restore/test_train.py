@@ -11,7 +11,7 @@ from genem.io import GenemInputError
 from genem.metrics import psnr
 from genem.restore.model import Denoiser
 from genem.restore.synthetic import blob_volume, write_pair_dataset
-from genem.restore.train import TrainConfig, architecture_of, learning_rate, load_training_pairs, train_denoiser
+from genem.restore.train import TrainConfig, _split, architecture_of, learning_rate, load_training_pairs, train_denoiser
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(steps=120, post_steps=40, batch_size=16, crop_px=32, base_channels=8, post_base_channels=4,
@@ -28,6 +28,13 @@ def train_data(tmp_path_factory):
     return write_pair_dataset(root, blob_volume(32, seed=5), 4.0, 240, snr=0.1, seed=6, per_stack=80)
 
 
+def _held_out(data):
+    """(noisy, clean) of the particles that training with TINY's seed and val_fraction set aside for validation."""
+    pairs = load_training_pairs([data])
+    val = _split(pairs, TINY)[1]
+    return pairs.noisy[val], pairs.clean[val]
+
+
 @pytest.fixture(scope="module")
 def tiny_trained(train_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "m"
@@ -39,10 +46,7 @@ def test_tiny_run_learns(train_data, tiny_trained):
     meta = json.loads((tiny_trained / "train.json").read_text())
     assert meta["final_loss"] < 0.7 * meta["first_loss"]
     # held-out particles: the denoiser beats both the noisy input and the best constant (zero) prediction
-    pairs = load_training_pairs([train_data])
-    g = torch.Generator().manual_seed(0)
-    val = torch.randperm(len(pairs.noisy), generator=g)[: round(0.15 * len(pairs.noisy))]
-    noisy, clean = pairs.noisy[val], pairs.clean[val]
+    noisy, clean = _held_out(train_data)
     den = Denoiser.load(tiny_trained)
     out = den.denoise_normalized(noisy, steps=4)
     p_out = psnr(out, clean).mean().item()
@@ -53,11 +57,9 @@ def test_tiny_run_learns(train_data, tiny_trained):
 
 
 def _val_psnr(model_dir, data) -> float:
-    pairs = load_training_pairs([data])
-    g = torch.Generator().manual_seed(0)
-    val = torch.randperm(len(pairs.noisy), generator=g)[: round(0.15 * len(pairs.noisy))]
-    out = Denoiser.load(model_dir).denoise_normalized(pairs.noisy[val], steps=4, seed=1)
-    return psnr(out, pairs.clean[val]).mean().item()
+    noisy, clean = _held_out(data)
+    out = Denoiser.load(model_dir).denoise_normalized(noisy, steps=4, seed=1)
+    return psnr(out, clean).mean().item()
 
 
 def test_fine_tuning_starts_from_the_model_and_adapts_to_new_data(tiny_trained, tmp_path):
