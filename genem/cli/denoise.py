@@ -10,7 +10,7 @@ def add_parser(subparsers) -> None:
     sub = p.add_subparsers(dest="denoise_command", required=True)
 
     t = sub.add_parser("train", help="train on (noisy, clean) particle pairs of GenEM dataset folders")
-    t.add_argument("--data", nargs="+", required=True, help="GenEM dataset folders (simulate / translate output)")
+    t.add_argument("--data", nargs="+", default=[], help="GenEM dataset folders (simulate / translate output)")
     t.add_argument("--out", required=True, help="model folder to write (model.pt, model.json, train.json)")
     t.add_argument("--steps", type=int, default=3000, help="diffusion U-Net optimiser steps")
     t.add_argument("--post-steps", type=int, default=1000, help="post-processing U-Net steps (0: none)")
@@ -39,6 +39,20 @@ def add_parser(subparsers) -> None:
                    help="start from this trained model ('default': the one shipped with GenEM) and fine-tune it; its "
                         "architecture and schedule are kept (--channels, --channel-mults, --post-channels, --schedule, "
                         "--timesteps, --prediction are ignored); the data must be at its pixel size")
+    t.add_argument("--structure", default=None, metavar="MAP_OR_MODEL",
+                   help="with --init and --like: simulate training pairs of this specimen (density map or atomic "
+                        "model; a low-resolution map is enough) under the imaging conditions of the --like "
+                        "particles, then fine-tune on them (and on --data, if given)")
+    t.add_argument("--like", default=None, metavar="PARTICLES",
+                   help="particles (.star or .cs, with CTF parameters) whose voltage, Cs, amplitude contrast, "
+                        "defocus and astigmatism ranges the --structure simulation copies")
+    t.add_argument("--map-pixel-size-A", type=float, default=None, help="pixel size of a --structure map whose "
+                                                                         "header has none")
+    t.add_argument("--simulate-particles", type=int, default=3600,
+                   help="particles of --structure to simulate (written to OUT/specimen_data)")
+    t.add_argument("--keep-specimen-data", action="store_true",
+                   help="keep OUT/specimen_data after training (default: deleted once the model is written; "
+                        "OUT/specimen_simulation.json holds its exact, seeded configuration)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=run_train)
@@ -105,8 +119,28 @@ def run_train(args) -> int:
         from genem.restore.model import Denoiser
 
         init = Denoiser.load(None if args.init == "default" else args.init)
-    path = train_denoiser(args.data, args.out, cfg, device=args.device, resume=args.resume,
+    data = list(args.data)
+    if args.structure or args.like:
+        if not (args.structure and args.like and init is not None):
+            raise GenemInputError("arguments", "--structure and --like go together, with --init (the model to "
+                                               "fine-tune: its pixel size and box set the simulation's)")
+        from genem.restore.specimen import simulate_specimen_pairs
+
+        out = Path(args.out)
+        if (out / "model.pt").exists() and not args.resume:
+            raise GenemInputError(out, "already holds a trained model; choose another --out")
+        data.append(simulate_specimen_pairs(args.structure, args.like, out, init,
+                                            n_particles=args.simulate_particles,
+                                            map_pixel_size_A=args.map_pixel_size_A, seed=args.seed,
+                                            progress=not args.no_progress, command_line=["genem"] + sys.argv[1:]))
+    elif not data:
+        raise GenemInputError("arguments", "give --data (GenEM dataset folders) or --structure with --like")
+    path = train_denoiser(data, args.out, cfg, device=args.device, resume=args.resume,
                           progress=not args.no_progress, init=init)
+    if args.structure and not args.keep_specimen_data:
+        import shutil
+
+        shutil.rmtree(data[-1])
     print(f"genem denoise: wrote {path}", file=sys.stderr)
     return 0
 

@@ -1,4 +1,6 @@
-"""Baselines a denoiser is judged against: Gaussian low-pass (with the best width) and Topaz-Denoise.
+"""Baselines a denoiser is judged against: Gaussian low-pass (with the best width) and Topaz-Denoise; and two
+oracle linear filters that use the clean images, as upper references no real method can run (what a linear
+filter could at best do on a set, to put a target in dB into perspective).
 
 Topaz-Denoise (Bepler et al. 2020, pip ``topaz-em``) is optional: :func:`topaz_available` says whether its
 pretrained general model can be loaded here (it needs ``h5py``; its ``topaz`` entry point, which imports
@@ -36,6 +38,29 @@ def best_gaussian_lowpass(noisy: torch.Tensor, clean: torch.Tensor, sigmas=None)
         if best is None or p > best[0]:
             best = (p, s, f)
     return best[1], best[2]
+
+
+def wiener_filter_oracle(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The best shift-invariant linear filter for this set (least total squared error): one 2D Fourier filter
+    W(k) = S(k) / (S(k) + N(k)), with S and N the set's mean signal and noise power spectra taken from the
+    clean images and from noisy - clean (Wiener 1949). An oracle: it knows both spectra exactly."""
+    y, x = torch.as_tensor(noisy, dtype=torch.float64), torch.as_tensor(clean, dtype=torch.float64)
+    Y, X = torch.fft.fft2(y), torch.fft.fft2(x)
+    s = (X.abs() ** 2).flatten(0, -3).mean(0)
+    n = ((Y - X).abs() ** 2).flatten(0, -3).mean(0)
+    return torch.fft.ifft2(Y * (s / (s + n).clamp_min(1e-30))).real.to(torch.float32)
+
+
+def fourier_amplitude_oracle(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """A per-image linear filter that knows each image's exact Fourier amplitudes: W_i(k) = |X_i(k)|^2 /
+    (|X_i(k)|^2 + N(k)), N the set's mean noise power (the MMSE gain per coefficient when only the noise's
+    phase is unknown). Far more than any denoiser knows; a method beyond it must use priors on phases, i.e. on
+    the structure."""
+    y, x = torch.as_tensor(noisy, dtype=torch.float64), torch.as_tensor(clean, dtype=torch.float64)
+    Y, X = torch.fft.fft2(y), torch.fft.fft2(x)
+    n = ((Y - X).abs() ** 2).flatten(0, -3).mean(0)
+    s = X.abs() ** 2
+    return torch.fft.ifft2(Y * (s / (s + n).clamp_min(1e-30))).real.to(torch.float32)
 
 
 def topaz_available() -> bool:
