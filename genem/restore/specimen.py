@@ -64,21 +64,25 @@ def read_particle_ctf_table(path) -> pd.DataFrame:
 def imaging_conditions(rows: pd.DataFrame, source="particles", percentile: float = 2.0) -> dict:
     """Simulation fields that match a particle set: its voltage, Cs and amplitude contrast (medians), the central
     (100 - 2 * percentile) % of its mean defoci and the astigmatism up to the (100 - percentile)-th percentile."""
-    kv = np.unique(np.round(rows["rlnVoltage"].to_numpy(np.float64), 1))
+    def num(col):
+        v = pd.to_numeric(rows[col], errors="coerce").to_numpy(np.float64)
+        if not np.all(np.isfinite(v)):
+            raise GenemInputError(source, f"non-numeric {col} values")
+        return v
+
+    kv = np.unique(np.round(num("rlnVoltage"), 1))
     if len(kv) != 1:
         raise GenemInputError(source, f"particles of several voltages ({', '.join(f'{v:g}' for v in kv)} kV): "
                                       "fine-tune on one voltage at a time")
-    du, dv = rows["rlnDefocusU"].to_numpy(np.float64), rows["rlnDefocusV"].to_numpy(np.float64)
-    if not (np.all(np.isfinite(du)) and np.all(np.isfinite(dv))):
-        raise GenemInputError(source, "non-numeric rlnDefocusU/V values")
+    du, dv = num("rlnDefocusU"), num("rlnDefocusV")
     mean = (du + dv) / 2
     lo, hi = (float(v) for v in np.percentile(mean, [percentile, 100 - percentile]))
     astig = float(np.percentile(np.abs(du - dv), 100 - percentile))
     if lo - astig / 2 <= 0:
         raise GenemInputError(source, f"defocus {lo:.0f} A is too close to focus for its astigmatism {astig:.0f} A "
                                       "(are rlnDefocusU/V in A, underfocus positive?)")
-    return {"voltage_kV": float(kv[0]), "cs_mm": float(np.median(rows["rlnSphericalAberration"])),
-            "amplitude_contrast": float(np.median(rows["rlnAmplitudeContrast"])),
+    return {"voltage_kV": float(kv[0]), "cs_mm": float(np.median(num("rlnSphericalAberration"))),
+            "amplitude_contrast": float(np.median(num("rlnAmplitudeContrast"))),
             "defocus_A": (lo, hi) if hi > lo else lo, "astigmatism_A": (0.0, astig) if astig > 0 else 0.0}
 
 
@@ -110,11 +114,11 @@ def simulate_specimen_pairs(structure, like, model_dir, model, *, n_particles: i
     conditions = imaging_conditions(read_particle_ctf_table(like), source=like)
     sim = specimen_simulation_config(structure, conditions, pixel_size_A=model.pixel_size_A, box_px=model.box_px,
                                      n_particles=n_particles, map_pixel_size_A=map_pixel_size_A, seed=seed)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(model_dir / "specimen_simulation.json",
-                      {"structure": str(Path(structure).resolve()), "like": str(Path(like).resolve()),
-                       "imaging_conditions": conditions, "simulation_config": sim.to_dict()})
     lo, hi = range_bounds(conditions["defocus_A"])
     print(f"genem denoise: simulating {n_particles} particles of {structure} at {conditions['voltage_kV']:g} kV, "
           f"defocus {lo:.0f}-{hi:.0f} A, into {model_dir / 'specimen_data'}", file=sys.stderr)
-    return run_simulation(sim, model_dir / "specimen_data", progress=progress, command_line=command_line)
+    data = run_simulation(sim, model_dir / "specimen_data", progress=progress, command_line=command_line)
+    write_json_atomic(model_dir / "specimen_simulation.json",
+                      {"structure": str(Path(structure).resolve()), "like": str(Path(like).resolve()),
+                       "imaging_conditions": conditions, "simulation_config": sim.to_dict()})
+    return data

@@ -35,6 +35,8 @@ def test_imaging_conditions_follow_the_particles():
     mixed = pd.concat([_rows(10), _rows(10, kv=200.0)])
     with pytest.raises(GenemInputError, match="several voltages"):
         imaging_conditions(mixed, source="p.star")
+    with pytest.raises(GenemInputError, match="non-numeric rlnDefocusV"):
+        imaging_conditions(_rows().assign(rlnDefocusV="n/a"), source="p.star")
     near_focus = _rows().assign(rlnDefocusU=100.0, rlnDefocusV=-100.0)
     with pytest.raises(GenemInputError, match="too close to focus"):
         imaging_conditions(near_focus)
