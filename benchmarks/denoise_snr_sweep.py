@@ -20,8 +20,9 @@ from pathlib import Path
 # (noise mode, level, seed, ice): with ice, its phase noise and the neighbouring particles in the box cap the
 # whole-box SNR near 0.09 however little shot noise there is; without ice the SNR goes higher
 SETS = [("snr", "0.245", 910, "random"), ("snr", "0.5", 910, "random"), ("snr", "1.0", 910, "random"),
-        ("snr", "2.5", 910, "random"), ("snr", "2.5", 910, "none"), ("poisson", "11.5", 911, "random"),
-        ("poisson", "25", 911, "random"), ("poisson", "50", 911, "random"), ("poisson", "50", 911, "none")]
+        ("snr", "2.5", 910, "random"), ("snr", "0.245", 910, "none"), ("snr", "2.5", 910, "none"),
+        ("poisson", "11.5", 911, "random"), ("poisson", "25", 911, "random"), ("poisson", "50", 911, "random"),
+        ("poisson", "11.5", 911, "none"), ("poisson", "50", 911, "none")]
 
 
 def main() -> int:
