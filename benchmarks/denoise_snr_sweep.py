@@ -52,7 +52,8 @@ def main() -> int:
         m = json.loads((ev / "metrics.json").read_text())
         M = m["methods"]
         best = m["summary"]["best_genem"]
-        rows.append((f"{mode} {level}" + (", no ice" if ice == "none" else ""), m["snr_whole_box"], M["zero"]["psnr_dB"], M["gaussian_lowpass_best"]["psnr_dB"],
+        rows.append((f"{mode} {level}" + (", no ice" if ice == "none" else ""), m["snr_whole_box"],
+                     M["zero"]["psnr_dB"], M["gaussian_lowpass_best"]["psnr_dB"],
                      M.get("topaz_unet_L2_best_gain", {}).get("psnr_dB", float("nan")),
                      M["oracle_fourier_amplitudes"]["psnr_dB"], M[best]["psnr_dB"],
                      m["summary"]["gain_over_best_baseline_dB"]))

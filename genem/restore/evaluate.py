@@ -3,9 +3,10 @@
 For held-out (noisy, clean) particle pairs, every method is scored with PSNR (dB, per image, range = the clean
 image's max - min), SSIM and FRC against the clean twin, all on the RELION-normalised scale of the noisy image:
 noisy input, the best Gaussian low-pass (width chosen on the same images: an oracle choice, generous to the
-baseline), Topaz-Denoise's general model (if installed), two oracle linear filters as upper references (the set's
-exact Wiener filter, and one that knows each image's Fourier amplitudes), the diffusion output alone (DDIM, default steps), the
-diffusion output + post-processing U-Net, optionally the mean of several samples and DDIM at many steps.
+baseline), Topaz-Denoise's general model (if installed), two oracle linear filters as upper references (the
+set's exact Wiener filter, and one that knows each image's Fourier amplitudes), the diffusion output alone
+(DDIM, default steps), the diffusion output + post-processing U-Net, optionally the mean of several samples and
+DDIM at many steps.
 Writes ``metrics.json`` and ``montage.png`` (rows: noisy / low-pass / Topaz / denoised / clean).
 """
 from __future__ import annotations

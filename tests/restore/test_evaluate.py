@@ -51,7 +51,8 @@ def test_evaluate_cli_writes_metrics_and_montage(pair_dataset, tiny_model_dir, t
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    for k in ("noisy", "gaussian_lowpass_best", "oracle_wiener_set_spectra", "oracle_fourier_amplitudes", "diffusion_ddim3", "diffusion_ddim3+post", "diffusion_ddim6"):
+    for k in ("noisy", "gaussian_lowpass_best", "oracle_wiener_set_spectra", "oracle_fourier_amplitudes",
+              "diffusion_ddim3", "diffusion_ddim3+post", "diffusion_ddim6"):
         assert k in m["methods"], k
     assert m["methods"]["gaussian_lowpass_best"]["psnr_dB"] > m["methods"]["noisy"]["psnr_dB"]
     assert (m["methods"]["oracle_fourier_amplitudes"]["psnr_dB"] > m["methods"]["oracle_wiener_set_spectra"]["psnr_dB"]

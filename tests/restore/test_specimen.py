@@ -58,7 +58,8 @@ def test_ctf_table_from_star_and_cs(pair_dataset, tmp_path):
     ds["ctf/df1_A"], ds["ctf/df2_A"] = [10000, 12000, 14000], [9800, 11900, 14000]
     ds.save(str(tmp_path / "p.cs"))
     t = read_particle_ctf_table(tmp_path / "p.cs")
-    assert list(t["rlnDefocusV"]) == [9800, 11900, 14000] and t["rlnSphericalAberration"].tolist() == pytest.approx([1.4] * 3)
+    assert list(t["rlnDefocusV"]) == [9800, 11900, 14000]
+    assert t["rlnSphericalAberration"].tolist() == pytest.approx([1.4] * 3)
     ds.drop_fields(["ctf/df2_A"]).save(str(tmp_path / "q.cs"))
     with pytest.raises(GenemInputError, match="ctf/df2_A"):
         read_particle_ctf_table(tmp_path / "q.cs")
