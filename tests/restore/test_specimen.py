@@ -94,6 +94,7 @@ def test_train_on_a_structure_like_the_particles(pair_dataset, tiny_model_dir, t
                 "--out", tmp_path / "ft2"])
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "ft2" / "model.pt").exists() and not (tmp_path / "ft2" / "specimen_data").exists()
+    assert (tmp_path / "ft2" / "specimen_simulation.json").read_text() == (out / "specimen_simulation.json").read_text()
     # bad input: one line, non-zero exit, nothing written
     for args, msg in ((["--structure", PDB, "--like", like], "go together"),
                       (["--init", tiny_model_dir, "--structure", tmp_path / "none.mrc", "--like", like], "none.mrc"),
