@@ -125,11 +125,10 @@ def run_train(args) -> int:
             raise GenemInputError("arguments", "--structure and --like go together, with --init (the model to "
                                                "fine-tune: its pixel size and box set the simulation's)")
         from genem.restore.specimen import simulate_specimen_pairs
+        from genem.restore.train import check_model_folder
 
-        out = Path(args.out)
-        if (out / "model.pt").exists() and not args.resume:
-            raise GenemInputError(out, "already holds a trained model; choose another --out")
-        data.append(simulate_specimen_pairs(args.structure, args.like, out, init,
+        check_model_folder(args.out, args.resume)  # before the simulation, not after it
+        data.append(simulate_specimen_pairs(args.structure, args.like, args.out, init,
                                             n_particles=args.simulate_particles,
                                             map_pixel_size_A=args.map_pixel_size_A, seed=args.seed,
                                             progress=not args.no_progress, command_line=["genem"] + sys.argv[1:]))

@@ -9,6 +9,20 @@ from .errors import GenemInputError
 from .mrc import read_mrc_header_shape
 
 
+def read_cs(path):
+    """A cryoSPARC ``.cs`` file as a ``cryosparc.dataset.Dataset``; a missing or unreadable file is a
+    GenemInputError naming it."""
+    from cryosparc.dataset import Dataset
+
+    path = Path(path)
+    if not path.is_file():
+        raise GenemInputError(path, "file not found")
+    try:
+        return Dataset.load(path)
+    except Exception as e:
+        raise GenemInputError(path, f"not a readable cryoSPARC .cs file ({type(e).__name__})") from None
+
+
 def micrograph_shapes_px(root, names) -> dict:
     """``{rlnMicrographName: (height, width)}`` read from the MRC headers of the micrographs under ``root``."""
     out = {}

@@ -127,12 +127,9 @@ def read_particle_set(path, *, root=None, pixel_size_A: float | None = None) -> 
         base = _resolve(rel, path, root)
         table = blocks
     elif suffix == ".cs":
-        from cryosparc.dataset import Dataset
+        from genem.io.cs import read_cs
 
-        try:
-            table = Dataset.load(str(path))
-        except Exception as e:
-            raise GenemInputError(path, f"not a readable cryoSPARC .cs file ({type(e).__name__})") from None
+        table = read_cs(path)
         if "blob/path" not in table.fields() or "blob/idx" not in table.fields():
             raise GenemInputError(path, "no blob/path and blob/idx fields (no particle images named)")
         rel = [p.decode() if isinstance(p, bytes) else str(p) for p in table["blob/path"]]

@@ -40,15 +40,21 @@ def best_gaussian_lowpass(noisy: torch.Tensor, clean: torch.Tensor, sigmas=None)
     return best[1], best[2]
 
 
+def _wiener(noisy, clean, per_image: bool) -> torch.Tensor:
+    """Y * S / (S + N): N the set's mean noise power spectrum (from noisy - clean), S the clean images' power
+    spectrum, each image's own (``per_image``) or the set's mean."""
+    Y = torch.fft.fft2(torch.as_tensor(noisy, dtype=torch.float64))
+    X = torch.fft.fft2(torch.as_tensor(clean, dtype=torch.float64))
+    n = ((Y - X).abs() ** 2).flatten(0, -3).mean(0)
+    s = X.abs() ** 2 if per_image else (X.abs() ** 2).flatten(0, -3).mean(0)
+    return torch.fft.ifft2(Y * (s / (s + n).clamp_min(1e-30))).real.to(torch.float32)
+
+
 def wiener_filter_oracle(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """The best shift-invariant linear filter for this set (least total squared error): one 2D Fourier filter
     W(k) = S(k) / (S(k) + N(k)), with S and N the set's mean signal and noise power spectra taken from the
     clean images and from noisy - clean (Wiener 1949). An oracle: it knows both spectra exactly."""
-    y, x = torch.as_tensor(noisy, dtype=torch.float64), torch.as_tensor(clean, dtype=torch.float64)
-    Y, X = torch.fft.fft2(y), torch.fft.fft2(x)
-    s = (X.abs() ** 2).flatten(0, -3).mean(0)
-    n = ((Y - X).abs() ** 2).flatten(0, -3).mean(0)
-    return torch.fft.ifft2(Y * (s / (s + n).clamp_min(1e-30))).real.to(torch.float32)
+    return _wiener(noisy, clean, per_image=False)
 
 
 def fourier_amplitude_oracle(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -56,11 +62,7 @@ def fourier_amplitude_oracle(noisy: torch.Tensor, clean: torch.Tensor) -> torch.
     (|X_i(k)|^2 + N(k)), N the set's mean noise power (the MMSE gain per coefficient when only the noise's
     phase is unknown). Far more than any denoiser knows; a method beyond it must use priors on phases, i.e. on
     the structure."""
-    y, x = torch.as_tensor(noisy, dtype=torch.float64), torch.as_tensor(clean, dtype=torch.float64)
-    Y, X = torch.fft.fft2(y), torch.fft.fft2(x)
-    n = ((Y - X).abs() ** 2).flatten(0, -3).mean(0)
-    s = X.abs() ** 2
-    return torch.fft.ifft2(Y * (s / (s + n).clamp_min(1e-30))).real.to(torch.float32)
+    return _wiener(noisy, clean, per_image=True)
 
 
 def topaz_available() -> bool:

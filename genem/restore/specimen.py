@@ -35,12 +35,9 @@ def read_particle_ctf_table(path) -> pd.DataFrame:
     if not path.exists():
         raise GenemInputError(path, "file not found")
     if path.suffix.lower() == ".cs":
-        from cryosparc.dataset import Dataset
+        from genem.io.cs import read_cs
 
-        try:
-            ds = Dataset.load(str(path))
-        except Exception as e:
-            raise GenemInputError(path, f"not a readable cryoSPARC .cs file ({type(e).__name__})") from None
+        ds = read_cs(path)
         fields = set(ds.fields())
         need = {"ctf/accel_kv": "rlnVoltage", "ctf/cs_mm": "rlnSphericalAberration",
                 "ctf/amp_contrast": "rlnAmplitudeContrast", "ctf/df1_A": "rlnDefocusU", "ctf/df2_A": "rlnDefocusV"}

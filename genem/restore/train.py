@@ -205,6 +205,18 @@ def _split(pairs: PairSet, cfg: TrainConfig):
     return perm[n_val:], perm[:n_val]
 
 
+def check_model_folder(out_dir, resume: bool) -> None:
+    """Refuse an output folder that holds a finished model, or an unfinished run's checkpoints without
+    ``resume``."""
+    out_dir = Path(out_dir)
+    if resume:
+        return
+    if (out_dir / "model.pt").exists():
+        raise GenemInputError(out_dir, "already holds a trained model; choose another --out")
+    if (out_dir / "checkpoints" / "diffusion.pt").exists():
+        raise GenemInputError(out_dir, "holds checkpoints of an unfinished run; pass --resume or choose another --out")
+
+
 def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, device="cpu", resume: bool = False,
                    progress: bool = True, pairs: PairSet | None = None, init: Denoiser | None = None) -> Path:
     """Train a denoiser on dataset folders and write ``out_dir/model.pt`` (+ model.json, metrics in train.json).
@@ -214,12 +226,9 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     out_dir = Path(out_dir)
     if init is not None:
         config = config.replace(**architecture_of(init), init_digest=init.weights_digest())
+    check_model_folder(out_dir, resume)
     ckdir = out_dir / "checkpoints"
     ck_diff, ck_post = ckdir / "diffusion.pt", ckdir / "postprocess.pt"
-    if (out_dir / "model.pt").exists() and not resume:
-        raise GenemInputError(out_dir, "already holds a trained model; choose another --out")
-    if ck_diff.exists() and not resume:
-        raise GenemInputError(out_dir, "holds checkpoints of an unfinished run; pass --resume or choose another --out")
     if pairs is None:
         pairs = load_training_pairs(list(data_dirs), config.max_particles, config.seed)
     if init is not None and abs(pairs.pixel_size_A - init.pixel_size_A) > 1e-3 * init.pixel_size_A:

@@ -102,3 +102,9 @@ def test_train_on_a_structure_like_the_particles(pair_dataset, tiny_model_dir, t
         r = _train([*args, "--out", tmp_path / "bad"])
         assert r.returncode != 0 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not (tmp_path / "bad").exists()
+    # an unfinished run's folder is refused before anything is simulated into it
+    (tmp_path / "unfinished" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "unfinished" / "checkpoints" / "diffusion.pt").write_bytes(b"")
+    r = _train(["--init", tiny_model_dir, "--structure", PDB, "--like", like, "--simulate-particles", "24",
+                "--out", tmp_path / "unfinished"])
+    assert r.returncode != 0 and "--resume" in r.stderr and not (tmp_path / "unfinished" / "specimen_data").exists()

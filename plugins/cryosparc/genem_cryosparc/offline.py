@@ -22,7 +22,7 @@ import numpy as np
 from cryosparc.dataset import Dataset
 
 from genem.io import GenemInputError, atomic_path, read_particles_star, read_star, write_star, write_text_atomic
-from genem.io.cs import micrograph_shapes_px
+from genem.io.cs import micrograph_shapes_px, read_cs
 from genem.io.star import split_image_name
 
 from .convert import cs_dataset_to_star, merge_into, micrographs_star_to_cs_dataset, star_to_cs_dataset
@@ -125,7 +125,7 @@ def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, li
 
     dset = star_to_cs_dataset(optics, parts, path_prefix=">", micrograph_shape_px=shapes, source=str(star))
     if passthrough_cs is not None:
-        base = load_cs(passthrough_cs)
+        base = read_cs(passthrough_cs)
         dset = merge_into(base, dset, slots=dset.prefixes())
     slots = [s for s in ("blob", "ctf", "alignments3D", "location") if s in dset.prefixes()]
     slots += [s for s in dset.prefixes() if s not in slots]
@@ -153,16 +153,6 @@ def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, li
     return result
 
 
-def load_cs(path) -> Dataset:
-    path = Path(path)
-    if not path.is_file():
-        raise GenemInputError(path, "file not found")
-    try:
-        return Dataset.load(path)
-    except Exception as e:
-        raise GenemInputError(path, f"not a readable cryoSPARC .cs file ({type(e).__name__})") from None
-
-
 def guess_project_dir(cs_path: Path, dset: Dataset, project_dir=None) -> Path:
     """Folder the non-``>`` blob paths are relative to: ``project_dir`` if given, else the .cs folder or its parent
     (a cryoSPARC job folder sits in the project directory), whichever holds the first image file."""
@@ -181,7 +171,7 @@ def guess_project_dir(cs_path: Path, dset: Dataset, project_dir=None) -> Path:
 def import_particles(cs_path, out_dir, *, project_dir=None) -> Path:
     """cryoSPARC particles -> ``out_dir/particles.star`` (paths relative to ``out_dir``) + ``out_dir/input.cs``."""
     cs_path = Path(cs_path)
-    dset = load_cs(cs_path)
+    dset = read_cs(cs_path)
     base = guess_project_dir(cs_path, dset, project_dir)
     out = Path(out_dir)
     if out.resolve() == cs_path.parent.resolve():
