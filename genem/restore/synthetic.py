@@ -32,7 +32,9 @@ def blob_volume(box: int, n_blobs: int = 12, radius_frac: float = 0.3, seed: int
 
 def make_pair_images(volume, pixel_size_A: float, n: int, *, snr: float = 0.1, seed: int = 0, box: int | None = None,
                      defocus_range_A=(8000.0, 25000.0), voltage_kV: float = 300.0):
-    """(noisy, clean, eulers (n,3), defocus (n,)) numpy arrays of ``n`` random projections of ``volume``."""
+    """(noisy, clean, eulers (n,3), defocus (n,)) numpy arrays of ``n`` random projections of ``volume``, protein
+    white (positive density gives positive low-frequency contrast, as RELION particles extracted with
+    --invert_contrast) and white Gaussian noise at whole-image SNR ``snr``."""
     rng = np.random.default_rng(seed)
     proj = FourierProjector(volume, pixel_size_A)
     box = box or proj.box
