@@ -1,6 +1,7 @@
 """The one conversion between RELION particle STAR tables and cryoSPARC particle datasets (``.cs``).
 
-Every other part of the cryoSPARC adapter goes through these functions; they hold all the convention changes:
+The engine (``particles.cs`` of a simulation, ``.cs`` particle sets) and the cryoSPARC adapter go through these
+functions; they hold all the convention changes:
 
 =====================  ==================================  =============================================
 quantity               RELION STAR (engine)                cryoSPARC ``.cs``
@@ -32,7 +33,6 @@ column ``rlnGenemCsUid`` (``0x`` + 16 hex digits), so passthrough slots can be r
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
@@ -42,43 +42,23 @@ import pandas as pd
 from cryosparc.dataset import Dataset
 from scipy.spatial.transform import Rotation
 
-from genem.io.errors import GenemInputError
-from genem.io.star import join_image_name, merge_optics, split_image_name
 from genem.physics.rotations import euler_to_matrix_relion, matrix_to_euler_relion
+
+from .cs import EXPOSURE_BLOB_FIELDS, complete_slots, format_uid, parse_uid, stable_uid, write_cs
+from .errors import GenemInputError
+from .mrc import read_mrc_header_shape
+from .star import join_image_name, merge_optics, split_image_name
 
 UID_COLUMN = "rlnGenemCsUid"
 SIGN_COLUMN = "rlnGenemCsBlobSign"
 #: cryoSPARC's own importer gives RELION particle stacks this sign (checked on a real import).
 DEFAULT_BLOB_SIGN = -1.0
-
-# Field layouts of the cryoSPARC particle slots (names, dtypes and shapes as cryoSPARC v4/v5 write them).
-SLOT_FIELDS: dict[str, list[tuple]] = {
-    "blob": [("path", "O"), ("idx", "<u4"), ("shape", "<u4", (2,)), ("psize_A", "<f4"), ("sign", "<f4"),
-             ("import_sig", "<u8")],
-    "ctf": [("type", "O"), ("exp_group_id", "<u4"), ("accel_kv", "<f4"), ("cs_mm", "<f4"), ("amp_contrast", "<f4"),
-            ("df1_A", "<f4"), ("df2_A", "<f4"), ("df_angle_rad", "<f4"), ("phase_shift_rad", "<f4"),
-            ("scale", "<f4"), ("scale_const", "<f4"), ("shift_A", "<f4", (2,)), ("tilt_A", "<f4", (2,)),
-            ("trefoil_A", "<f4", (2,)), ("tetra_A", "<f4", (4,)), ("anisomag", "<f4", (4,)), ("bfactor", "<f4")],
-    "alignments3D": [("split", "<u4"), ("shift", "<f4", (2,)), ("pose", "<f4", (3,)), ("psize_A", "<f4"),
-                     ("error", "<f4"), ("error_min", "<f4"), ("resid_pow", "<f4"), ("slice_pow", "<f4"),
-                     ("image_pow", "<f4"), ("cross_cor", "<f4"), ("alpha", "<f4"), ("alpha_min", "<f4"),
-                     ("weight", "<f4"), ("pose_ess", "<f4"), ("shift_ess", "<f4"), ("class_posterior", "<f4"),
-                     ("class", "<u4"), ("class_ess", "<f4")],
-    "location": [("micrograph_uid", "<u8"), ("exp_group_id", "<u4"), ("micrograph_path", "O"),
-                 ("micrograph_shape", "<u4", (2,)), ("center_x_frac", "<f4"), ("center_y_frac", "<f4"),
-                 ("min_dist_A", "<f4"), ("micrograph_psize_A", "<f4")],
-}
-_ONES = {"ctf/scale", "ctf/scale_const", "alignments3D/alpha", "alignments3D/alpha_min",
-         "alignments3D/class_posterior", "alignments3D/class_ess"}
+#: the CTF fields a particle needs, and the RELION columns they become (same units)
+CTF_COLUMNS = {"ctf/accel_kv": "rlnVoltage", "ctf/cs_mm": "rlnSphericalAberration",
+               "ctf/amp_contrast": "rlnAmplitudeContrast", "ctf/df1_A": "rlnDefocusU", "ctf/df2_A": "rlnDefocusV"}
 
 
-def slot_fields(slot: str, name: str | None = None) -> list[tuple]:
-    """Full field specs (``name/field``, dtype[, shape]) of a particle slot, optionally renamed (e.g. ``blob_clean``)."""
-    name = name or slot
-    return [(f"{name}/{f[0]}",) + tuple(f[1:]) for f in SLOT_FIELDS[slot]]
-
-
-# ----------------------------------------------------------------------------------------------- pose, ids, paths
+# ---------------------------------------------------------------------------------------------- pose, paths
 def pose_rotvec_from_euler_relion(rot_deg, tilt_deg, psi_deg) -> np.ndarray:
     """RELION ZYZ Euler angles (degrees, (...,)) -> cryoSPARC ``alignments3D/pose`` rotation vectors (..., 3)."""
     A = euler_to_matrix_relion(rot_deg, tilt_deg, psi_deg)
@@ -93,20 +73,6 @@ def euler_relion_from_pose_rotvec(pose) -> np.ndarray:
     R = Rotation.from_rotvec(pose.reshape(-1, 3)).as_matrix()
     A = np.swapaxes(R, -1, -2)
     return np.stack(matrix_to_euler_relion(A), -1).reshape(pose.shape)
-
-
-def stable_uid(text: str) -> int:
-    """A 64-bit id fixed by ``text`` (the same input always gets the same cryoSPARC uid)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-
-
-def format_uid(uid) -> str:
-    return f"0x{int(uid):016x}"
-
-
-def parse_uid(text) -> int:
-    s = str(text).strip()
-    return int(s, 16) if s.lower().startswith("0x") else int(s)
 
 
 def _rebase(path: str, from_root, to_root, prefix: str = "") -> str:
@@ -253,7 +219,7 @@ def star_to_cs_dataset(
         cols["location/micrograph_psize_A"] = np.broadcast_to(
             np.asarray(mpsize if mpsize is not None else psize, np.float64), (n,)).astype(np.float32)
 
-    return _complete_slots(Dataset(cols))
+    return complete_slots(Dataset(cols))
 
 
 def _origin_A(rows: pd.DataFrame, axis: str, psize: np.ndarray) -> np.ndarray:
@@ -277,32 +243,6 @@ def _mic_shape(spec, name: str, source) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise GenemInputError(source, f"bad micrograph shape {shape} for {name}")
     return h, w
-
-
-def _complete_slots(dset: Dataset) -> Dataset:
-    """Add the remaining fields of every particle slot present (cryoSPARC's defaults: 0, or 1 for scales/posteriors)."""
-    present = set(dset.fields())
-    add, ones = [], []
-    for prefix in dset.prefixes():
-        kind = "blob" if prefix.startswith("blob") else prefix
-        if kind not in SLOT_FIELDS:
-            continue
-        for spec, plain in zip(slot_fields(kind, prefix), slot_fields(kind)):
-            if spec[0] not in present:
-                add.append(spec)
-                if plain[0] in _ONES:
-                    ones.append(spec[0])
-    if add:
-        dset.add_fields(add)
-        for f in ones:
-            dset[f][:] = 1
-    rank = {}
-    for prefix in dset.prefixes():
-        kind = "blob" if prefix.startswith("blob") else prefix
-        for k, spec in enumerate(slot_fields(kind, prefix) if kind in SLOT_FIELDS else []):
-            rank[spec[0]] = k
-    order = sorted(dset.fields(), key=lambda f: (f != "uid", f.split("/", 1)[0], rank.get(f, 999), f))
-    return Dataset({f: dset[f] for f in order}) if order != dset.fields() else dset
 
 
 # ------------------------------------------------------------------------------------------------- .cs -> STAR
@@ -406,59 +346,7 @@ def cs_dataset_to_star(
     return optics, pd.DataFrame(parts)
 
 
-# ---------------------------------------------------------------------------------------------- passthrough merge
-#: fields a RELION STAR row carries (the others, e.g. ``ctf/type`` or ``alignments3D/error``, have no STAR column)
-STAR_CARRIED_FIELDS = frozenset({
-    "blob/path", "blob/idx", "blob/shape", "blob/psize_A", "blob/sign",
-    "ctf/exp_group_id", "ctf/accel_kv", "ctf/cs_mm", "ctf/amp_contrast", "ctf/df1_A", "ctf/df2_A",
-    "ctf/df_angle_rad", "ctf/phase_shift_rad", "ctf/scale", "ctf/bfactor",
-    "alignments3D/pose", "alignments3D/shift", "alignments3D/psize_A", "alignments3D/split", "alignments3D/class",
-    "location/micrograph_path", "location/micrograph_shape", "location/center_x_frac", "location/center_y_frac",
-})
-
-
-def merge_into(base: Dataset, new: Dataset, *, slots=None) -> Dataset:
-    """Return ``base`` (rows matched by uid, in ``new``'s order) updated with the given ``slots`` of ``new``.
-
-    Within those slots, fields a STAR row carries (:data:`STAR_CARRIED_FIELDS`, and fields of renamed blob slots)
-    are replaced; fields ``base`` lacks are added; the others (``ctf/type``, ``alignments3D/error``, ...) keep the
-    input's values. Slots outside ``slots`` pass through unchanged. Rows of ``new`` missing from ``base`` are an
-    error; rows of ``base`` missing from ``new`` are dropped (the engine may drop particles).
-    """
-    slots = list(new.prefixes()) if slots is None else list(slots)
-    base_uid = np.asarray(base["uid"], np.uint64)
-    new_uid = np.asarray(new["uid"], np.uint64)
-    order = {int(u): i for i, u in enumerate(base_uid)}
-    missing = [int(u) for u in new_uid if int(u) not in order]
-    if missing:
-        raise GenemInputError("dataset", f"{len(missing)} output rows have uids not in the input (first {missing[0]:#x})")
-    out = base.take(np.array([order[int(u)] for u in new_uid], dtype=np.int64))
-    have = set(out.fields())
-    replace = []
-    for f in new.fields():
-        slot = f.split("/", 1)[0]
-        if f == "uid" or slot not in slots:
-            continue
-        plain = "blob/" + f.split("/", 1)[1] if slot.startswith("blob") else f
-        if f not in have or plain in STAR_CARRIED_FIELDS:
-            replace.append(f)
-    out.add_fields([_spec(new, f) for f in replace if f not in have])
-    for f in replace:
-        out[f] = new[f]
-    return out
-
-
-def _spec(dset: Dataset, field: str) -> tuple:
-    col = np.asarray(dset[field])
-    dt = "O" if col.dtype == object else col.dtype.str
-    return (field, dt) + ((tuple(col.shape[1:]),) if col.ndim > 1 else ())
-
-
 # ------------------------------------------------------------------------------------------------ micrographs
-EXPOSURE_BLOB_FIELDS = [("path", "O"), ("idx", "<u4"), ("shape", "<u4", (2,)), ("psize_A", "<f4"), ("format", "O"),
-                        ("is_background_subtracted", "<u4"), ("vmin", "<f4"), ("vmax", "<f4"), ("import_sig", "<u8")]
-
-
 def micrographs_star_to_cs_dataset(
     optics_df: pd.DataFrame | None,
     micrographs_df: pd.DataFrame,
@@ -494,4 +382,38 @@ def micrographs_star_to_cs_dataset(
     extra = [(f"micrograph_blob/{f[0]}",) + tuple(f[1:]) for f in EXPOSURE_BLOB_FIELDS
              if f"micrograph_blob/{f[0]}" not in cols]
     dset.add_fields(extra)
-    return _complete_slots(dset)
+    return complete_slots(dset)
+
+
+# ------------------------------------------------------------------------------------------------ files
+def micrograph_shapes_px(root, names) -> dict:
+    """``{rlnMicrographName: (height, width)}`` read from the MRC headers of the micrographs under ``root``."""
+    out = {}
+    for name in set(map(str, names)):
+        p = Path(root) / name
+        if not p.exists():
+            raise GenemInputError(p, "micrograph not found (needed for the cryoSPARC location slot)")
+        shape, _ = read_mrc_header_shape(p)
+        out[name] = tuple(int(v) for v in shape[-2:])
+    return out
+
+
+def write_particles_cs(path, optics_df, particles_df, *, micrograph_shape_px=None) -> Path:
+    """Write particles as a cryoSPARC Dataset (blob, ctf, alignments3D, location), atomically.
+
+    Paths stay relative to the folder of ``path`` (as in the STAR beside it). Micrograph shapes for the
+    ``location`` slot are read from the micrographs when not given."""
+    path = Path(path)
+    if micrograph_shape_px is None and "rlnMicrographName" in particles_df.columns:
+        micrograph_shape_px = micrograph_shapes_px(path.parent, particles_df["rlnMicrographName"])
+    dset = star_to_cs_dataset(optics_df, particles_df, micrograph_shape_px=micrograph_shape_px, source=str(path))
+    return write_cs(path, dset)
+
+
+def cs_ctf_table(dataset: Dataset, source) -> pd.DataFrame:
+    """The particles' CTF as RELION columns (:data:`CTF_COLUMNS`), one row per particle; a missing field is a
+    GenemInputError naming it."""
+    missing = [f for f in CTF_COLUMNS if f not in set(dataset.fields())]
+    if missing:
+        raise GenemInputError(source, f"no {missing[0]} field (the particles need CTF parameters)")
+    return pd.DataFrame({col: np.asarray(dataset[f], np.float64) for f, col in CTF_COLUMNS.items()})
