@@ -10,7 +10,7 @@ import sys
 
 from genem.io.errors import GenemInputError
 
-COMMANDS = ("simulate", "translate", "denoise")
+COMMANDS = ("simulate", "translate", "denoise", "pick")
 
 
 def build_parser() -> argparse.ArgumentParser:
