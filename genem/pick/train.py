@@ -199,7 +199,7 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
         loss.backward()
         opt.step()
         step += 1
-        running, n_run = running + float(loss), n_run + 1
+        running, n_run = running + loss.item(), n_run + 1
         if step % config.log_every == 0 or step == config.steps:
             history.append((step, running / n_run))
             running, n_run = 0.0, 0
