@@ -93,3 +93,49 @@ def test_heatmap_shape_and_save_load(tmp_path):
     q = Picker.load(p.save(tmp_path / "m"))
     assert q.meta == p.meta
     np.testing.assert_array_equal(q.heatmap(img), h)
+
+
+def _real_labelled(folder, n=2):
+    """8-bit PNG 'renders' with dark disks (diameter 20 px) and their CryoPPP-style label masks, plus coordinate
+    STARs of the same centres."""
+    import pandas as pd
+    import starfile
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    (folder / "stars").mkdir()
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:96, :128]
+    for k in range(n):
+        centres = np.array([[30, 30], [70, 40], [100, 70], [40, 72]]) + rng.integers(-3, 4, (4, 2))
+        disk = np.zeros((96, 128), bool)
+        for x, y in centres:
+            disk |= (xx - x) ** 2 + (yy - y) ** 2 <= 100
+        img = np.clip(128 + rng.normal(0, 20, disk.shape) - 40 * disk, 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / "images" / f"m{k}.png")
+        Image.fromarray((disk * 255).astype(np.uint8)).save(folder / "labels" / f"m{k}.png")
+        starfile.write(pd.DataFrame({"rlnCoordinateX": centres[:, 0], "rlnCoordinateY": centres[:, 1]}),
+                       folder / "stars" / f"m{k}_manualpick.star", overwrite=True)
+    return folder
+
+
+def test_real_labels_alone_or_mixed_with_synthetic(sims, tmp_path):
+    real = _real_labelled(tmp_path / "real")
+    cfg = PickTrainConfig(steps=2, real_pixel_size_A=4.0, **TINY)
+    masks = train_picker([], tmp_path / "masks", cfg, real_labels=[real / "labels"],
+                         real_micrographs=[real / "images"])
+    meta = Picker.load(masks).meta
+    assert meta.particle_diameter_A == pytest.approx(80, rel=0.05)  # 20 px disks at 4 A/px
+    assert meta.training["n_micrographs"] == 2
+    with pytest.raises(GenemInputError, match="diameter"):
+        train_picker([], tmp_path / "stars", cfg, real_labels=[real / "stars"], real_micrographs=[real / "images"])
+    stars = train_picker([], tmp_path / "stars", PickTrainConfig(**{**cfg.__dict__, "particle_diameter_A": 80.0}),
+                         real_labels=[real / "stars"], real_micrographs=[real / "images"])
+    assert Picker.load(stars).meta.training["n_micrographs"] == 2
+    mixed = train_picker([sims[0]], tmp_path / "mixed", cfg, real_labels=[real / "labels"],
+                         real_micrographs=[real / "images"])
+    assert Picker.load(mixed).meta.training["n_micrographs"] == 5
+    with pytest.raises(GenemInputError, match="--real-pixel-size-A"):
+        train_picker([], tmp_path / "nopx", PickTrainConfig(steps=2, **TINY), real_labels=[real / "labels"],
+                     real_micrographs=[real / "images"])
