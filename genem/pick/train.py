@@ -67,8 +67,8 @@ def _resolve_geometry(cfg: PickTrainConfig, datasets, real_pairs, init_meta: Pic
     if diameter is None:
         if datasets:
             diameter = dataset_diameter_A(GenemDataset.open(datasets[0]))
-        elif real_pairs and real_diameter_px(real_pairs):
-            diameter = real_diameter_px(real_pairs) * cfg.real_pixel_size_A
+        elif real_pairs and (d_px := real_diameter_px(real_pairs)):
+            diameter = d_px * cfg.real_pixel_size_A
         else:
             raise GenemInputError("--diameter-A", "particle diameter unknown (no masks to measure it): give it")
     px = cfg.pixel_size_A or (init_meta.pixel_size_A if init_meta else max(max(data_px), diameter / TARGET_DIAMETER_PX))
@@ -149,6 +149,9 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GenemInputError("--device", "CUDA requested but not available")
     init_picker = Picker.load(init) if init else None
+    if init_picker and (init_picker.meta.width, init_picker.meta.depth) != (config.width, config.depth):
+        raise GenemInputError("--init", f"picker has width {init_picker.meta.width}, depth {init_picker.meta.depth}; "
+                                        "give the same --width")
     real_pairs = pair_labels(real_labels, real_micrographs) if real_labels else []
     px, diameter = _resolve_geometry(config, datasets, real_pairs, init_picker.meta if init_picker else None)
     items: list[LabelledMicrograph] = []
@@ -163,10 +166,8 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
         raise GenemInputError(out, "holds an unfinished training: add --resume, or choose a new --out")
 
     meta = PickerMeta(px, diameter, config.width, config.depth)
-    picker = Picker(meta, init_picker.net if init_picker else None, device=device)
     torch.manual_seed(config.seed)
-    if init_picker is None:
-        picker.net = PickerNet(config.width, config.depth).to(device)
+    picker = Picker(meta, init_picker.net if init_picker else PickerNet(config.width, config.depth), device=device)
     opt = torch.optim.Adam(picker.net.parameters(), lr=config.lr)
     g = torch.Generator().manual_seed(config.seed)
     step, history = 0, []
