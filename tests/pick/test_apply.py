@@ -174,3 +174,18 @@ def test_evaluate_against_coordinate_stars_and_masks(mics, tmp_path, capsys):
     assert _cli("evaluate", "picking", "--picks", tmp_path / "p", "--truth", tmp_path / "mics_none",
                 "--out", tmp_path / "n.json") == 2
     assert "truth not found" in _error_line(capsys)
+
+
+def test_model_picks_with_its_recorded_threshold(mics, tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    model = Picker(PickerMeta(5.0, DIAMETER_A, width=8, threshold=0.04)).save(tmp_path / "model")
+    assert _cli("pick", "apply", "--model", model, "--micrographs", mics / "micrographs.star", "--out",
+                tmp_path / "o", "--no-progress") == 0
+    assert json.loads((tmp_path / "o" / "picks.json").read_text())["threshold"] == pytest.approx(0.04)
+    fom = starfile.read(tmp_path / "o" / "picks" / "a.star")["rlnAutopickFigureOfMerit"]
+    assert (fom >= 0.04).all()
+    if not torch.cuda.is_available():
+        assert _cli("pick", "apply", "--model", model, "--micrographs", mics / "micrographs.star", "--out",
+                    tmp_path / "g", "--device", "cuda", "--no-progress") == 2
