@@ -137,7 +137,7 @@ def _coordinate_table(xy: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
 def write_picks_cs(path, results) -> Path:
     """Picks as a cryoSPARC particle dataset: uid + location/* (filled by the engine's one RELION -> cryoSPARC
     conversion) + pick_stats/ncc_score."""
-    from genem_cryosparc.convert import star_to_cs_dataset
+    from genem.io.cs_convert import star_to_cs_dataset
 
     rows, shapes, psize = [], {}, []
     for m, shape, xy, s in results:
