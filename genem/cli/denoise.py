@@ -129,8 +129,6 @@ def run_train(args) -> int:
     try:
         cfg = TrainConfig(**kw)
     except ValueError as e:
-        if isinstance(e, GenemInputError):
-            raise
         raise GenemInputError("arguments", str(e)) from None
     init = None
     if args.init:

@@ -118,7 +118,7 @@ def config_from_args(args):
         base["structures"] = specs
     if args.no_particle_height:
         base["particle_height"] = False
-    return SimulationConfig.from_dict(base)
+    return SimulationConfig.from_dict(base, args.config)
 
 
 def run(args) -> int:

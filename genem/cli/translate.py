@@ -97,8 +97,6 @@ def run_train(args):
     try:
         cfg = TranslateTrainConfig(**kw, generator=GeneratorConfig(**given(args, "base_channels", "n_blocks")))
     except ValueError as e:
-        if isinstance(e, GenemInputError):
-            raise
         raise GenemInputError("translate train", str(e)) from None
     out = train_translator(cfg, args.simulated, args.real, args.out, device=args.device, resume=args.resume,
                            progress=not args.quiet, command=sys.argv)
@@ -113,8 +111,6 @@ def run_apply(args):
         out = apply_translator(args.model, args.simulated, args.out, device=args.device, progress=not args.quiet,
                                command=sys.argv, **given(args, "tile_px", "context_px", "blend_px"))
     except ValueError as e:
-        if isinstance(e, GenemInputError):
-            raise
         raise GenemInputError("translate apply", str(e)) from None
     print(f"genem translate apply: wrote {out}")
     return 0
