@@ -7,7 +7,7 @@ Model folder::
     checkpoints/step_NNNNNN.pt   generator, discriminator, projector, optimisers, RNG states (last 3 kept)
     samples/step_NNNNNN.png real / simulated / translated tiles
     heldout/real_NNN.mrc    the right-hand strip of each real micrograph (preprocessed), never trained on
-    model.pt                the finished generator (written last, atomically: its presence means "finished")
+    model.pt                the finished generator (model.py; written last, atomically: its presence means "finished")
     model.json              what model.pt holds, for people
 """
 from __future__ import annotations
