@@ -38,7 +38,8 @@ def add_parser(sub):
     t.add_argument("--out", required=True, help="model folder (checkpoints, logs, samples, model.pt)")
     t.add_argument("--real-pixel-size-A", type=float, help="pixel size of the real micrographs (overrides headers)")
     t.add_argument("--steps", type=int, help=train_help("steps", "training steps (with --resume: the saved number)"))
-    t.add_argument("--tile-px", type=int, help=train_help("tile_px", "training tile size (at the simulation pixel size)"))
+    t.add_argument("--tile-px", type=int,
+                   help=train_help("tile_px", "training tile size (at the simulation pixel size)"))
     t.add_argument("--batch-size", type=int, help=train_help("batch_size"))
     t.add_argument("--lr", type=float, help=train_help("lr"))
     t.add_argument("--lambda-gan", type=float, help=train_help("lambda_gan"))
@@ -70,10 +71,13 @@ def add_parser(sub):
     a.add_argument("--simulated", required=True, help="GenEM simulated dataset folder")
     a.add_argument("--out", required=True, help="new dataset folder (same layout, translated micrographs)")
     a.add_argument("--device", type=_device, default="cpu")
-    a.add_argument("--tile-px", type=int, help=keyword_help(apply_translator, "tile_px", "inference tile (multiple of 4)"))
-    a.add_argument("--context-px", type=int, help=keyword_help(apply_translator, "context_px", "discarded border per "
-                                                                                            "tile (>= receptive radius)"))
-    a.add_argument("--blend-px", type=int, help=keyword_help(apply_translator, "blend_px", "cross-fade width between tiles"))
+    def apply_help(keyword, text):
+        return keyword_help(apply_translator, keyword, text)
+
+    a.add_argument("--tile-px", type=int, help=apply_help("tile_px", "inference tile (multiple of 4)"))
+    a.add_argument("--context-px", type=int, help=apply_help("context_px", "discarded border per tile (>= receptive "
+                                                                           "radius)"))
+    a.add_argument("--blend-px", type=int, help=apply_help("blend_px", "cross-fade width between tiles"))
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=run_apply)
 
