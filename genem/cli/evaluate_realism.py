@@ -16,20 +16,24 @@ import numpy as np
 
 from genem.io.errors import GenemInputError
 
+from .defaults import given, keyword_help
+
 
 def add_parser(evsub):
+    from genem.metrics.realism import evaluate_realism
+
     p = evsub.add_parser("realism", help="compare synthetic micrographs with real ones (RAPS, histogram, C2ST)")
     p.add_argument("--real", required=True, nargs="+", help="real micrographs: files, folders or quoted globs")
     p.add_argument("--synthetic", required=True, action="append",
                    help="[NAME=]dataset folder, micrograph folder or glob; repeat to compare several sets")
     p.add_argument("--out", required=True, help="JSON report (a PNG of the spectra is written beside it)")
     p.add_argument("--plot", help="PNG of the power spectra (default: OUT with .png)")
-    p.add_argument("--tile-px", type=int, default=64)
+    p.add_argument("--tile-px", type=int, default=64, help="tile size (default: %(default)s px)")
     p.add_argument("--pixel-size-A", type=float, help="synthetic pixel size when it is not in a dataset/header")
     p.add_argument("--real-pixel-size-A", type=float, help="real pixel size (overrides headers)")
-    p.add_argument("--max-micrographs", type=int, default=50, help="per synthetic set")
-    p.add_argument("--c2st-epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-micrographs", type=int, default=50, help="per synthetic set (default: %(default)s)")
+    p.add_argument("--c2st-epochs", type=int, help=keyword_help(evaluate_realism, "c2st_epochs"))
+    p.add_argument("--seed", type=int, help=keyword_help(evaluate_realism, "seed"))
     p.set_defaults(func=run)
 
 
@@ -90,7 +94,7 @@ def run(args):
     real_tiles = np.concatenate(real_tiles)
     if len(real_tiles) < 4:
         raise GenemInputError(args.real[0], f"fewer than 4 real tiles of {t} px")
-    report = evaluate_realism(real_tiles, synth, seed=args.seed, c2st_epochs=args.c2st_epochs)
+    report = evaluate_realism(real_tiles, synth, **given(args, "seed", "c2st_epochs"))
     report.update({"pixel_size_A": pixel, "real": [str(f) for f in real_files], "synthetic_sources": sources,
                    "notes": "raps_distance_log10: mean |log10 RAPS difference| (0 best); histogram_distance_w1: "
                             "W1 of intensity histograms at 1x and 4x binning (0 best); c2st_accuracy: held-out "

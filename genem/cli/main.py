@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
-from genem.io.errors import GenemInputError
+# Process-wide settings, made before torch is imported. Idle OpenMP threads that spin steal the core their sibling
+# needs on small shared machines: measured 3x slower with 2 torch threads on 2 busy cores (benchmarks/simulate.py).
+# The user's environment wins. The RELION programs give these to their worker process too.
+PROCESS_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+os.environ.update({k: v for k, v in PROCESS_ENV.items() if k not in os.environ})
+
+from genem.io.errors import GenemInputError  # noqa: E402
 
 COMMANDS = ("simulate", "translate", "denoise", "pick")
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
 from genem.io.dataset import CLEAN_IMAGE_COLUMN
 
@@ -24,7 +25,9 @@ from .unet import UNet, UNetConfig
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
+    config_name = "denoise train config"
+
     steps: int = 3000                 # diffusion U-Net optimiser steps
     post_steps: int = 1000            # post-processing U-Net steps (0: no post-processing network)
     batch_size: int = 16
@@ -61,19 +64,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.post_steps < 0 or not 0 <= self.val_fraction < 0.5 or self.lr <= 0 or not 0 <= self.ema_decay < 1:
             raise ValueError("post_steps >= 0, 0 <= val_fraction < 0.5, lr > 0, 0 <= ema_decay < 1 required")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channel_mults"] = list(self.channel_mults)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def replace(self, **kw) -> "TrainConfig":
-        return TrainConfig.from_dict({**self.to_dict(), **kw})
 
 
 LR_DECAYS = ("cosine", "constant")

@@ -4,12 +4,12 @@ A parameter typed ``Range`` is either a number or a ``(low, high)`` pair drawn u
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+from genem.config import Config
 from genem.io.errors import GenemInputError
 
 Range = Union[float, tuple]
@@ -31,8 +31,10 @@ def draw(rng, r: Range) -> float:
 
 
 @dataclass(frozen=True)
-class StructureSpec:
+class StructureSpec(Config):
     """One structure (density map or atomic model) and its mixing weight."""
+
+    config_name = "structure"
 
     path: str = str(DEFAULT_STRUCTURE)
     weight: float = 1.0
@@ -41,7 +43,9 @@ class StructureSpec:
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Config):
+    config_name = "simulation config"
+
     # dataset size and sampling
     n_micrographs: int = 4
     micrograph_size_px: tuple = (1024, 1024)  # (rows, columns)
@@ -105,7 +109,7 @@ class SimulationConfig:
             bad("particle_box_px must be even and >= 16")
         if self.particle_box_px > min(ms):
             bad("particle_box_px is larger than the micrograph")
-        structs = tuple(s if isinstance(s, StructureSpec) else StructureSpec(**s) if isinstance(s, dict)
+        structs = tuple(s if isinstance(s, StructureSpec) else StructureSpec.from_dict(s) if isinstance(s, dict)
                         else StructureSpec(path=str(s)) for s in self.structures)
         object.__setattr__(self, "structures", structs)
         if not structs:
@@ -143,28 +147,6 @@ class SimulationConfig:
             bad("amplitude_contrast must be in [0, 1)")
         if self.voltage_kV <= 0 or self.ice_mfp_nm <= 0:
             bad("voltage_kV and ice_mfp_nm must be > 0")
-
-    def replace(self, **kw) -> "SimulationConfig":
-        return dataclasses.replace(self, **kw)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["structures"] = [dataclasses.asdict(s) for s in self.structures]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SimulationConfig":
-        d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise GenemInputError("simulation config", f"unknown parameter(s): {', '.join(sorted(unknown))}")
-        for k, v in list(d.items()):
-            if isinstance(v, list) and k not in ("structures",):
-                d[k] = tuple(v)
-        if "structures" in d:
-            d["structures"] = tuple(StructureSpec(**s) if isinstance(s, dict) else s for s in d["structures"])
-        return cls(**d)
 
 
 def max_particles_that_fit(shape_px, separation_px: float, margin_px: float) -> int:

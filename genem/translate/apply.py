@@ -30,8 +30,8 @@ from genem.io.atomic import atomic_path, remove_stale_temporaries
 from genem.io.star import split_image_name
 
 from .data import normalize_image, prepare_simulated_micrograph
+from .model import load_model
 from .tiling import translate_image_tiled
-from .train import load_model
 
 COPY_DIRS = (L.CLEAN_DIR, L.MASKS_DIR, L.ICE_DIR, L.COORDS_DIR, L.PARTICLES_CLEAN_DIR, L.GROUND_TRUTH_DIR)
 COPY_FILES = ("micrographs.star", "particles.star", "particles.cs")

@@ -9,7 +9,7 @@ from genem.simulate.extract import extract_boxes, normalise_like_relion
 from genem.translate.apply import apply_translator, translate_micrograph
 from genem.translate.networks import Generator, GeneratorConfig
 from genem.translate.tiling import translate_image_tiled
-from genem.translate.train import load_model
+from genem.translate import load_model
 
 
 def test_tiled_inference_equals_whole_image_pass():

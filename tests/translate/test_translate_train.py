@@ -7,7 +7,7 @@ from genem.io import GenemInputError
 from genem.metrics.realism import raps_distance
 from genem.translate.data import load_simulated_set, prepare_real_micrograph, sample_tiles
 from genem.translate.networks import DiscriminatorConfig, Generator, GeneratorConfig
-from genem.translate.train import (TranslateTrainConfig, load_model, read_loss_log, train_translator)
+from genem.translate import TranslateTrainConfig, load_model, read_loss_log, train_translator
 
 TINY = TranslateTrainConfig(steps=200, tile_px=64, batch_size=4, nce_patches=64, nce_dim=64, lr=1e-3,
                             log_every=20, grid_every=100, checkpoint_every=100, seed=0,

@@ -832,7 +832,9 @@ def _supervise(spec: ProgramSpec, argv: list[str], out_dir: Path) -> int:
     for stale in EXIT_FILES:
         if (out_dir / stale).exists():
             (out_dir / stale).unlink()
-    env = dict(os.environ)
+    from genem.cli.main import PROCESS_ENV
+
+    env = {**PROCESS_ENV, **os.environ}  # the CLI's process-wide settings (torch is imported in the worker)
     env[_WORKER_ENV] = "1"
     env["PYTHONPATH"] = os.pathsep.join([*_import_roots(spec.module), *filter(None, [env.get("PYTHONPATH", "")])])
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a segfault still leaves a Python traceback in run.err
