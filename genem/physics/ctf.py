@@ -7,8 +7,8 @@ With u the spatial frequency (1/A) and theta = atan2(k_y (row), k_x (column)):
     CTF   = -sin(gamma) * E_B E_s E_t * exp(-i chi_odd)
 
 E_B = exp(-B u^2 / 4) (RELION's B-factor), E_s the partial spatial coherence envelope for an illumination
-semi-angle alpha (Frank 1973): exp(-(pi alpha)^2 (Cs lambda^2 u^3 + defocus u)^2), and E_t the temporal coherence envelope for a
-defocus spread delta = Cc * dE/E (Reimer): exp(-(pi lambda delta)^2 u^4 / 2). chi_odd is the antisymmetric phase of
+semi-angle alpha (Frank 1973): exp(-(pi alpha)^2 (Cs lambda^2 u^3 + defocus u)^2), and E_t the temporal coherence
+envelope for a defocus spread delta = Cc * dE/E (Reimer): exp(-(pi lambda delta)^2 u^4 / 2). chi_odd is the antisymmetric phase of
 beam tilt (2 pi Cs lambda^2 u^2 (u . beta), as RELION applies it) plus odd Zernike terms.
 
 Since cos(2 (theta - angle)) u^2 = (k_x^2 - k_y^2) cos 2angle + 2 k_x k_y sin 2angle, the phase of every image is a
@@ -179,7 +179,8 @@ def calculate_ctf_2d(defocus_u_A, defocus_v_A, astigmatism_angle_deg, voltage_kV
     chi_odd = _add_zernike(chi_odd, odd, _ODD_MN, kx, ky, batch_shape, dtype)
     has_odd = chi_odd is not None and bool(torch.any(chi_odd != 0))
     if complex_output or (complex_output is None and has_odd):
-        ctf = ctf * torch.exp(-1j * chi_odd) if chi_odd is not None else ctf.to(torch.promote_types(dtype, torch.complex64))
+        ctf = (ctf * torch.exp(-1j * chi_odd) if chi_odd is not None
+               else ctf.to(torch.promote_types(dtype, torch.complex64)))
     return ctf
 
 

@@ -34,7 +34,8 @@ def _ctf_h_reference(p: CTFParams, shape, px: float) -> np.ndarray:
     gamma = (np.pi * lam * df * u2 + np.pi / 2 * cs_A * lam ** 3 * u2 * u2 - np.radians(p.phase_shift_deg)
              - np.arctan(q0 / np.sqrt(1 - q0 * q0)))
     alpha = p.illumination_semiangle_mrad * 1e-3
-    env = (np.exp(-p.bfactor_A2 / 4 * u2) * np.exp(-(np.pi * alpha) ** 2 * (cs_A * lam ** 2 * u2 ** 1.5 + df * np.sqrt(u2)) ** 2)
+    grad = cs_A * lam ** 2 * u2 ** 1.5 + df * np.sqrt(u2)
+    env = (np.exp(-p.bfactor_A2 / 4 * u2) * np.exp(-(np.pi * alpha) ** 2 * grad ** 2)
            * np.exp(-0.5 * (np.pi * lam * p.defocus_spread_A) ** 2 * u2 * u2))
     return -np.sin(gamma) * env
 
@@ -62,8 +63,9 @@ def test_ctf_tensor_parameters_broadcast_over_batch_dims():
     assert ctf.shape == (2, 3, 40, 25)
     for i in range(2):
         for j in range(3):
-            one = compute_ctf_2d(CTFParams(float(df[i, j]), float(df[i, j]) - 500, float(ang[j]), amplitude_contrast=0.07,
-                                           bfactor_A2=30.0), (40, 48), 1.2)
+            p = CTFParams(float(df[i, j]), float(df[i, j]) - 500, float(ang[j]), amplitude_contrast=0.07,
+                          bfactor_A2=30.0)
+            one = compute_ctf_2d(p, (40, 48), 1.2)
             assert torch.allclose(ctf[i, j], one, atol=1e-6)
     full = calculate_ctf_2d(df, df - 500, ang, 300.0, 2.7, 0.07, 0.0, 30.0, 1.2, (40, 48), rfft=False)
     shifted = calculate_ctf_2d(df, df - 500, ang, 300.0, 2.7, 0.07, 0.0, 30.0, 1.2, (40, 48), rfft=False, fftshift=True)
