@@ -6,5 +6,6 @@ from .rotations import euler_to_matrix_relion, matrix_to_euler_relion, sample_un
 
 __all__ = [
     "CTFParams", "FourierProjector", "calculate_ctf_2d", "compute_ctf_2d", "euler_to_matrix_relion",
-    "interaction_constant_rad_per_V_A", "matrix_to_euler_relion", "phase_shift_rfft2", "sample_uniform_euler_relion", "wavelength_A",
+    "interaction_constant_rad_per_V_A", "matrix_to_euler_relion", "phase_shift_rfft2", "sample_uniform_euler_relion",
+    "wavelength_A",
 ]

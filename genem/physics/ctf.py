@@ -8,8 +8,8 @@ With u the spatial frequency (1/A) and theta = atan2(k_y (row), k_x (column)):
 
 E_B = exp(-B u^2 / 4) (RELION's B-factor), E_s the partial spatial coherence envelope for an illumination
 semi-angle alpha (Frank 1973): exp(-(pi alpha)^2 (Cs lambda^2 u^3 + defocus u)^2), and E_t the temporal coherence
-envelope for a defocus spread delta = Cc * dE/E (Reimer): exp(-(pi lambda delta)^2 u^4 / 2). chi_odd is the antisymmetric phase of
-beam tilt (2 pi Cs lambda^2 u^2 (u . beta), as RELION applies it) plus odd Zernike terms.
+envelope for a defocus spread delta = Cc * dE/E (Reimer): exp(-(pi lambda delta)^2 u^4 / 2). chi_odd is the
+antisymmetric phase of beam tilt (2 pi Cs lambda^2 u^2 (u . beta), as RELION applies it) plus odd Zernike terms.
 
 Since cos(2 (theta - angle)) u^2 = (k_x^2 - k_y^2) cos 2angle + 2 k_x k_y sin 2angle, the phase of every image is a
 linear combination of a few grid terms shared by the whole batch,
