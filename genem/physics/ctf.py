@@ -155,14 +155,12 @@ def calculate_ctf_2d(defocus_u_A, defocus_v_A, astigmatism_angle_deg, voltage_kV
     if bool(torch.any(bfac != 0)):
         log_env = coef(bfac) * (-0.25 * u2)
     if bool(torch.any(alpha != 0)):
-        # Frank: exp(-(pi alpha)^2 (Cs lambda^2 u^3 + defocus(theta) u)^2), with defocus(theta) u^2 in grid terms
-        u_64 = torch.sqrt(u2_64)
-        inv_u = torch.where(u_64 > 0, 1 / u_64.clamp_min(1e-300), torch.zeros_like(u_64))
+        # Frank: exp(-(pi alpha)^2 (Cs lambda^2 u^3 + defocus(theta) u)^2), the bracket being
+        # (defocus(theta) u^2 + Cs lambda^2 u^4) / u: the grid terms of gamma over u
         pa = math.pi * alpha
-        g = coef(pa * half_sum) * u_64.to(dtype)
-        g.addcmul_(coef(pa * half_diff * c2), (kx * kx - ky * ky).mul_(inv_u).to(dtype))
-        g.addcmul_(coef(pa * half_diff * s2), (2 * kx * ky).mul_(inv_u).to(dtype))
-        g.addcmul_(coef(pa * cs_A * lam ** 2), (u2_64 * u_64).to(dtype))
+        g = coef(pa * half_sum) * u2
+        g.addcmul_(coef(pa * half_diff * c2), dxy).addcmul_(coef(pa * half_diff * s2), pxy)
+        g.addcmul_(coef(pa * cs_A * lam ** 2), u4).mul_(torch.where(u2 > 0, u2.rsqrt(), 0))
         g = g.square_().neg_()
         log_env = g if log_env is None else log_env.add_(g)
     if bool(torch.any(spread != 0)):
