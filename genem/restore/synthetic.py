@@ -2,8 +2,8 @@
 (:func:`genem.simulate.stacks.render_clean_stack`), in the GenEM dataset layout.
 
 For unit tests and quick experiments; real training data comes from ``genem simulate`` (and ``translate``).
-Clean = CTF-modulated projection, zero mean per image; noisy = clean + white Gaussian noise with var(clean)/var(noise) = ``snr``
-(variance of the clean images over the whole box).
+Clean = CTF-modulated projection, zero mean per image; noisy = clean + white Gaussian noise with
+var(clean)/var(noise) = ``snr`` (variance of the clean images over the whole box).
 """
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from .data import normalize_image, prepare_simulated_micrograph
 from .tiling import translate_image_tiled
 from .train import load_model
 
+
 def translate_micrograph(generator, image_hw: np.ndarray, *, clip_sigma: float = 6.0, tile_px: int = 1024,
                          context_px: int = 48, blend_px: int = 32, device="cpu") -> np.ndarray:
     """Normalise a simulated micrograph, translate it tile by tile, and renormalise the result."""
