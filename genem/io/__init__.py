@@ -6,6 +6,6 @@ from .mrc import read_mrc, read_stack_images, write_mrc
 from .star import read_particles_star, read_star, write_star
 
 __all__ = [
-    "DatasetWriter", "GenemDataset", "GenemInputError", "atomic_path", "micrograph_stem", "read_mrc", "read_particles_star",
-    "read_stack_images", "read_star", "write_json_atomic", "write_mrc", "write_star", "write_text_atomic",
+    "DatasetWriter", "GenemDataset", "GenemInputError", "atomic_path", "micrograph_stem", "read_mrc",
+    "read_particles_star", "read_stack_images", "read_star", "write_json_atomic", "write_mrc", "write_star", "write_text_atomic",
 ]
