@@ -39,13 +39,14 @@ def add_parser(evsub):
 
 def _synthetic_files(spec: str) -> tuple[str, list[Path], float | None]:
     from genem.io import GenemDataset
+    from genem.io.dataset import MICROGRAPHS_STAR
     from genem.translate.data import expand_real_paths
 
     name, _, path = spec.rpartition("=")
     path = path or spec
     p = Path(path)
     px = None
-    if (p / "micrographs.star").exists():
+    if (p / MICROGRAPHS_STAR).exists():
         ds = GenemDataset.open(p)
         files = [ds.micrograph_path(n) for n in ds.micrographs()["rlnMicrographName"]]
         px = ds.pixel_size_A

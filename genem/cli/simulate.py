@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from genem.io.dataset import DatasetWriter
 from genem.io.errors import GenemInputError
 
 from .defaults import config_help
@@ -127,7 +128,7 @@ def run(args) -> int:
     cfg = config_from_args(args)
     root = run_simulation(cfg, args.out, shard=args.shard, device=args.device, progress=not args.no_progress,
                           command_line=["genem"] + sys.argv[1:])
-    if (root / "manifest.json").exists():
+    if DatasetWriter(root).is_complete:
         print(f"genem simulate: wrote {root}")
     else:
         print(f"genem simulate: shard {args.shard[0]}/{args.shard[1]} done; the last shard to finish writes the tables")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
-from genem.io.dataset import CLEAN_IMAGE_COLUMN
+from genem.io.dataset import CLEAN_IMAGE_COLUMN, PARTICLES_STAR
 
 from .model import Denoiser
 from .normalize import normalize_pair
@@ -114,7 +114,7 @@ def load_training_pairs(data_dirs, max_particles: int = 20000, seed: int = 0) ->
         ds = GenemDataset.open(d)
         rows = ds.particles()
         if CLEAN_IMAGE_COLUMN not in rows.columns:
-            raise GenemInputError(Path(d) / "particles.star", f"no clean twins (column {CLEAN_IMAGE_COLUMN})")
+            raise GenemInputError(Path(d) / PARTICLES_STAR, f"no clean twins (column {CLEAN_IMAGE_COLUMN})")
         if len(rows) > per:
             rows = rows.iloc[np.sort(rng.choice(len(rows), per, replace=False))]
         p = float(rows["rlnImagePixelSize"].iloc[0]) if "rlnImagePixelSize" in rows else ds.pixel_size_A

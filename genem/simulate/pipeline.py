@@ -13,10 +13,10 @@ import torch
 
 import genem
 from genem.io import dataset as L
-from genem.io.atomic import remove_stale_temporaries, write_json_atomic
+from genem.io.dataset import DatasetWriter
 from genem.io.errors import GenemInputError
-from genem.io.mrc import read_mrc, write_mrc
-from genem.io.star import join_image_name, read_star, write_star
+from genem.io.mrc import read_mrc
+from genem.io.star import read_star
 from genem.physics.ctf import CTFParams
 from genem.physics.detector import read_mtf_star
 from genem.physics.ice import estimate_ice_thickness_icebreaker, random_ice_thickness_nm
@@ -134,7 +134,7 @@ def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
                            if cfg.ice != "none" else 0.0, noise_mode=cfg.noise_mode, dose_e_per_A2=dose, snr=snr,
                            mtf=prep.mtf)
     stem = L.micrograph_stem(index0)
-    mic_name = f"{L.MICROGRAPHS_DIR}/{stem}.mrc"
+    mic_name = L.micrograph_name(stem)
     mic_row = {"rlnMicrographName": mic_name, "rlnOpticsGroup": 1,
                "rlnDefocusU": mic["defocus_u_A"], "rlnDefocusV": mic["defocus_v_A"],
                "rlnCtfAstigmatism": abs(mic["defocus_u_A"] - mic["defocus_v_A"]),
@@ -148,8 +148,8 @@ def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
     iy = np.floor(spec.y_px).astype(int)
     for k in range(len(spec.x_px)):
         parts.append({
-            "rlnImageName": join_image_name(k, f"{L.PARTICLES_DIR}/{stem}.mrcs"),
-            L.CLEAN_IMAGE_COLUMN: join_image_name(k, f"{L.PARTICLES_CLEAN_DIR}/{stem}.mrcs"),
+            "rlnImageName": L.particle_image_name(k, stem),
+            L.CLEAN_IMAGE_COLUMN: L.particle_image_name(k, stem, clean=True),
             "rlnMicrographName": mic_name,
             "rlnCoordinateX": float(spec.x_px[k]), "rlnCoordinateY": float(spec.y_px[k]),
             "rlnAngleRot": float(spec.euler_deg[k, 0]), "rlnAngleTilt": float(spec.euler_deg[k, 1]),
@@ -166,19 +166,19 @@ def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
     return img, mic_row, parts, spec
 
 
-def _write_micrograph(root: Path, cfg: SimulationConfig, index0: int, img, mic_row, parts, spec) -> None:
+def _write_micrograph(out: DatasetWriter, cfg: SimulationConfig, index0: int, img, mic_row, parts, spec) -> None:
     stem = L.micrograph_stem(index0)
     px = cfg.pixel_size_A
-    write_mrc(root / L.MICROGRAPHS_DIR / f"{stem}.mrc", img.noisy, px)
-    write_mrc(root / L.CLEAN_DIR / f"{stem}.mrc", img.clean, px)
-    write_mrc(root / L.MASKS_DIR / f"{stem}.mrc", img.mask, px, dtype=np.uint16)
-    write_mrc(root / L.ICE_DIR / f"{stem}.mrc", img.ice_nm, px)
+    out.write_micrograph(stem, img.noisy, px)
+    out.write_micrograph(stem, img.clean, px, "clean")
+    out.write_micrograph(stem, img.mask, px, "mask", dtype=np.uint16)
+    out.write_micrograph(stem, img.ice_nm, px, "ice")
     coords = pd.DataFrame({
         "rlnCoordinateX": spec.x_px, "rlnCoordinateY": spec.y_px, "rlnAngleRot": spec.euler_deg[:, 0],
         "rlnAngleTilt": spec.euler_deg[:, 1], "rlnAnglePsi": spec.euler_deg[:, 2],
         "rlnClassNumber": spec.structure + 1, "rlnAutopickFigureOfMerit": np.ones(len(spec.x_px)),
     })
-    write_star(root / L.COORDS_DIR / f"{stem}_coords.star", {"": coords})
+    out.write_coordinates(stem, coords)
     if len(parts):
         b = cfg.particle_box_px
         noisy = extract_boxes(img.noisy, spec.x_px, spec.y_px, b)
@@ -186,10 +186,10 @@ def _write_micrograph(root: Path, cfg: SimulationConfig, index0: int, img, mic_r
         # noise-free data: one scale for all particles (the micrograph's sd), not each box's empty background
         sd = float(img.noisy.std()) if cfg.noise_mode == "none" else None
         noisy, clean = normalise_like_relion(noisy, clean, sd=sd)
-        write_mrc(root / L.PARTICLES_DIR / f"{stem}.mrcs", noisy, px)
-        write_mrc(root / L.PARTICLES_CLEAN_DIR / f"{stem}.mrcs", clean, px)
+        out.write_particle_stack(stem, noisy, px)
+        out.write_particle_stack(stem, clean, px, clean=True)
     # the completion record goes last: a micrograph counts as done only when it exists
-    write_json_atomic(root / L.PARTS_DIR / f"{stem}.json", {"micrograph": mic_row, "particles": parts})
+    out.write_record(stem, {"micrograph": mic_row, "particles": parts})
 
 
 def _optics(cfg: SimulationConfig, *, particles: bool) -> pd.DataFrame:
@@ -211,36 +211,26 @@ def _optics(cfg: SimulationConfig, *, particles: bool) -> pd.DataFrame:
 
 
 def write_dataset_tables(root: Path, cfg: SimulationConfig, mic_rows: list, part_rows: list) -> None:
-    """micrographs.star, particles.star and particles.cs from per-micrograph rows (used by simulate and translate)."""
-    write_star(root / "micrographs.star", {"optics": _optics(cfg, particles=False), "micrographs": pd.DataFrame(mic_rows)})
-    parts = pd.DataFrame(part_rows)
-    write_star(root / "particles.star", {"optics": _optics(cfg, particles=True), "particles": parts})
-    try:
-        from genem.io.cs_convert import write_particles_cs
-    except ImportError:  # the cryoSPARC conversion module is optional until it lands
-        write_particles_cs = None
-    if write_particles_cs is not None and len(parts):
-        write_particles_cs(root / "particles.cs", _optics(cfg, particles=True), parts)
+    """micrographs.star, particles.star and particles.cs from per-micrograph rows."""
+    DatasetWriter(root).write_tables(
+        {"optics": _optics(cfg, particles=False), "micrographs": pd.DataFrame(mic_rows)},
+        {"optics": _optics(cfg, particles=True), "particles": pd.DataFrame(part_rows)})
 
 
-def _finalize(root: Path, cfg: SimulationConfig, command_line, started: float) -> None:
+def _finalize(out: DatasetWriter, cfg: SimulationConfig, command_line, started: float) -> None:
     mic_rows, part_rows, seeds = [], [], []
     for i in range(cfg.n_micrographs):
-        rec = json.loads((root / L.PARTS_DIR / f"{L.micrograph_stem(i)}.json").read_text())
+        rec = out.read_record(L.micrograph_stem(i))
         mic_rows.append(rec["micrograph"])
         part_rows.extend(rec["particles"])
         seeds.append([cfg.seed, i])
-    (root / L.GROUND_TRUTH_DIR).mkdir(exist_ok=True)
-    prep_paths = []
-    for k, pot in enumerate(load_potentials(cfg)):
-        p = root / L.GROUND_TRUTH_DIR / f"structure_{k:02d}.mrc"
-        write_mrc(p, pot.volume_V, cfg.pixel_size_A)
-        prep_paths.append(str(p.relative_to(root)))
-    write_dataset_tables(root, cfg, mic_rows, part_rows)
+    prep_paths = [out.write_ground_truth(k, pot.volume_V, cfg.pixel_size_A)
+                  for k, pot in enumerate(load_potentials(cfg))]
+    write_dataset_tables(out.root, cfg, mic_rows, part_rows)
     try:
         from .preview import write_preview
 
-        write_preview(root, mic_rows[0]["rlnMicrographName"], [r for r in part_rows
+        write_preview(out.root, mic_rows[0]["rlnMicrographName"], [r for r in part_rows
                                                                if r["rlnMicrographName"] == mic_rows[0]["rlnMicrographName"]],
                       cfg.particle_box_px)
     except Exception as e:  # a preview must never sink a finished dataset
@@ -253,7 +243,7 @@ def _finalize(root: Path, cfg: SimulationConfig, command_line, started: float) -
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__},
         "wall_time_s_last_shard": round(time.time() - started, 2),
     }
-    write_json_atomic(root / L.COMPLETE_MARK, manifest)
+    out.write_manifest(manifest)
 
 
 def _recorded_snr(noise_mode: str, snr: float, img) -> float:
@@ -269,7 +259,7 @@ def _recorded_snr(noise_mode: str, snr: float, img) -> float:
 def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), device: str = "cpu",
                    progress: bool = True, command_line=None) -> Path:
     """Simulate into ``out_dir``; returns the folder. Shard ``(i, n)`` does micrographs with index % n == i; the
-    shard that completes the set writes the tables and ``manifest.json`` (the completion mark). Re-running resumes."""
+    shard that completes the set writes the tables and the manifest (the completion mark). Re-running resumes."""
     started = time.time()
     cfg = config
     i_shard, n_shard = shard
@@ -279,25 +269,20 @@ def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), 
         raise GenemInputError("--device", "CUDA requested but not available")
     prep = _Prepared(cfg, device)  # validates every input before anything is written
     root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / L.PARTS_DIR).mkdir(exist_ok=True)
-    cfg_path = root / L.PARTS_DIR / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old != json.loads(json.dumps(cfg.to_dict())):
+    out = DatasetWriter(root)
+    if out.has_record("config"):
+        if out.read_record("config") != json.loads(json.dumps(cfg.to_dict())):
             raise GenemInputError(root, "holds a simulation with other parameters; choose a new output folder")
     else:
-        write_json_atomic(cfg_path, cfg.to_dict())
-    remove_stale_temporaries(root)
-    todo = [i for i in range(i_shard, cfg.n_micrographs, n_shard)
-            if not (root / L.PARTS_DIR / f"{L.micrograph_stem(i)}.json").exists()]
+        out.write_record("config", cfg.to_dict())
+    out.prepare()
+    todo = [i for i in range(i_shard, cfg.n_micrographs, n_shard) if not out.has_record(L.micrograph_stem(i))]
     from tqdm import tqdm
 
     with torch.inference_mode():
         for i in tqdm(todo, desc="simulate", unit="mic", disable=not progress, file=sys.stderr):
             img, mic_row, parts, spec = simulate_micrograph(cfg, prep, i)
-            _write_micrograph(root, cfg, i, img, mic_row, parts, spec)
-    done = all((root / L.PARTS_DIR / f"{L.micrograph_stem(i)}.json").exists() for i in range(cfg.n_micrographs))
-    if done:
-        _finalize(root, cfg, command_line, started)
+            _write_micrograph(out, cfg, i, img, mic_row, parts, spec)
+    if all(out.has_record(L.micrograph_stem(i)) for i in range(cfg.n_micrographs)):
+        _finalize(out, cfg, command_line, started)
     return root

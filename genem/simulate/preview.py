@@ -1,4 +1,4 @@
-"""preview.png: one micrograph with its particles circled."""
+"""The dataset's preview image: one micrograph with its particles circled."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from genem.io.atomic import atomic_path
+from genem.io.dataset import PREVIEW_PNG
 from genem.io.mrc import read_mrc
 
 
@@ -26,7 +27,7 @@ def write_preview(root: Path, mic_name: str, part_rows: list, box_px: int) -> Pa
                                 color="#ffbf00", lw=0.8))
     ax.set_title(f"{mic_name}: {len(part_rows)} particles (ground truth)")
     ax.axis("off")
-    out = root / "preview.png"
+    out = root / PREVIEW_PNG
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.fft
 
 from genem.io import GenemDataset, GenemInputError, read_mrc
+from genem.io.dataset import MICROGRAPHS_STAR
 
 PIXEL_SIZE_RTOL = 0.01  # pixel sizes within 1 % count as equal (no resampling)
 
@@ -173,7 +174,7 @@ def load_simulated_set(root, *, clip_sigma: float = 6.0, max_micrographs: int | 
     ds = GenemDataset.open(root)
     mics = ds.micrographs()
     if "rlnMicrographName" not in mics.columns or len(mics) == 0:
-        raise GenemInputError(Path(root) / "micrographs.star", "no micrographs listed")
+        raise GenemInputError(Path(root) / MICROGRAPHS_STAR, "no micrographs listed")
     names = list(mics["rlnMicrographName"])
     if max_micrographs is not None:
         names = names[: int(max_micrographs)]

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from genem.io import GenemInputError, read_particles_star, read_star, write_star
+from genem.io import dataset as L
 from genem.io.cs import blob_paths, format_uid, merge_into
 from genem.io.cs_convert import (
     UID_COLUMN, cs_dataset_to_star, micrograph_shapes_px, micrographs_star_to_cs_dataset, star_to_cs_dataset,
@@ -168,23 +169,23 @@ def localize_inputs(project, dset, work: Path, project_dir=None, log: JobLog | N
 # -------------------------------------------------------------------------------------------------- the jobs
 def _dataset_outputs(job, folder: Path, log: JobLog) -> None:
     """Upload a GenEM dataset folder's files and save its particles and micrographs outputs."""
-    optics, parts = read_particles_star(folder / "particles.star")
+    optics, parts = read_particles_star(folder / L.PARTICLES_STAR)
     mic_names = sorted({str(s) for s in parts.get("rlnMicrographName", [])})
     shapes = micrograph_shapes_px(folder, mic_names) if mic_names else None
     stacks = image_files(parts)
-    extras = [str(p.relative_to(folder)) for p in sorted((folder / "ground_truth").glob("*.mrc"))]
-    extras += [n for n in ("particles.star", "micrographs.star", "manifest.json", "preview.png")
+    extras = [str(p.relative_to(folder)) for p in sorted((folder / L.GROUND_TRUTH_DIR).glob("*.mrc"))]
+    extras += [n for n in (L.PARTICLES_STAR, L.MICROGRAPHS_STAR, L.COMPLETE_MARK, L.PREVIEW_PNG)
                if (folder / n).is_file()]
     upload_files(job, folder, list(stacks) + mic_names + extras, log)
     prefix = str(PurePosixPath(job.uid) / OUTPUT_SUBDIR) + "/"
     pd_ = star_to_cs_dataset(optics, parts, path_prefix=prefix, micrograph_shape_px=shapes,
-                             source=str(folder / "particles.star"))
+                             source=str(folder / L.PARTICLES_STAR))
     job.save_output("particles", fill_output(job, "particles", pd_))
     log.info(f"saved {len(pd_)} particles")
-    if mic_names and (folder / "micrographs.star").is_file():
-        b = read_star(folder / "micrographs.star")
+    if mic_names and (folder / L.MICROGRAPHS_STAR).is_file():
+        b = read_star(folder / L.MICROGRAPHS_STAR)
         md = micrographs_star_to_cs_dataset(b.get("optics"), b["micrographs"], micrograph_shape_px=shapes,
-                                            path_prefix=prefix, source=str(folder / "micrographs.star"))
+                                            path_prefix=prefix, source=str(folder / L.MICROGRAPHS_STAR))
         job.save_output("micrographs", fill_output(job, "micrographs", md))
         log.info(f"saved {len(md)} micrographs")
 

@@ -22,6 +22,7 @@ import numpy as np
 from cryosparc.dataset import Dataset
 
 from genem.io import GenemInputError, atomic_path, read_particles_star, read_star, write_star, write_text_atomic
+from genem.io import dataset as L
 from genem.io.cs import blob_paths, merge_into, read_cs, write_cs
 from genem.io.cs_convert import (
     cs_dataset_to_star, micrograph_shapes_px, micrographs_star_to_cs_dataset, star_to_cs_dataset,
@@ -35,11 +36,11 @@ def find_particles_star(src) -> Path:
     src = Path(src)
     if src.is_file() and src.suffix == ".star":
         return src
-    if (src / "particles.star").is_file():
-        return src / "particles.star"
+    if (src / L.PARTICLES_STAR).is_file():
+        return src / L.PARTICLES_STAR
     if not src.exists():
         raise GenemInputError(src, "not found")
-    raise GenemInputError(src, "no particles.star in this folder (give a GenEM dataset, denoise or translate output)")
+    raise GenemInputError(src, f"no {L.PARTICLES_STAR} in this folder (give a GenEM dataset, denoise or translate output)")
 
 
 def _place(src: Path, dst: Path, mode: str) -> None:
@@ -104,7 +105,7 @@ def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, li
     out.mkdir(parents=True, exist_ok=True)
 
     files = sorted({_inside(root, f, star) for f in image_files(parts)})
-    mic_star = root / "micrographs.star"
+    mic_star = root / L.MICROGRAPHS_STAR
     mic_names: list[str] = []
     shapes = None
     if "rlnMicrographName" in parts.columns:
@@ -184,5 +185,5 @@ def import_particles(cs_path, out_dir, *, project_dir=None) -> Path:
     optics, parts = cs_dataset_to_star(dset, project_root=root, star_root=out, source=str(cs_path))
     out.mkdir(parents=True, exist_ok=True)
     write_cs(out / "input.cs", dset)
-    write_star(out / "particles.star", {"optics": optics, "particles": parts})
-    return out / "particles.star"
+    write_star(out / L.PARTICLES_STAR, {"optics": optics, "particles": parts})
+    return out / L.PARTICLES_STAR

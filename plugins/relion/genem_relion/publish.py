@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from genem.io import GenemDataset, write_star
+from genem.io import dataset as L
 from genem.io.atomic import write_text_atomic
 from genem.io.star import join_image_name, split_image_name
 
@@ -56,29 +57,29 @@ def publish_dataset(job, dataset_dir, *, kinds=("micrographs", "coordinates", "p
     prefix = Path(dataset_dir).as_posix()
     nodes: dict[str, list[str]] = {}
 
-    mic_blocks = _read(ds.root / "micrographs.star")
+    mic_blocks = _read(ds.root / L.MICROGRAPHS_STAR)
     mics = mic_blocks["micrographs"].copy()
     mics["rlnMicrographName"] = [reroot_path(prefix, n) for n in mics["rlnMicrographName"]]
     if "micrographs" in kinds:
-        p = job.path("micrographs.star")
+        p = job.path(L.MICROGRAPHS_STAR)
         write_star(p, {"optics": mic_blocks["optics"], "micrographs": mics})
         job.add_node(p, "micrographs")
         nodes["micrographs"] = [str(p)]
 
-    part_blocks = _read(ds.root / "particles.star")
+    part_blocks = _read(ds.root / L.PARTICLES_STAR)
     parts = part_blocks["particles"].copy()
-    for col in ("rlnImageName", "rlnGenemCleanImageName"):
+    for col in ("rlnImageName", L.CLEAN_IMAGE_COLUMN):
         if col in parts.columns:
             parts[col] = [reroot_image_name(prefix, n) for n in parts[col]]
     parts["rlnMicrographName"] = [reroot_path(prefix, n) for n in parts["rlnMicrographName"]]
     if "particles" in kinds:
-        p = job.path("particles.star")
+        p = job.path(L.PARTICLES_STAR)
         write_star(p, {"optics": part_blocks["optics"], "particles": parts})
         job.add_node(p, "particles")
         nodes["particles"] = [str(p)]
 
     if "coordinates" in kinds:
-        nodes["coordinates"] = [str(write_coordinates(job, mics, parts, micrographs_star=job.path("micrographs.star")))]
+        nodes["coordinates"] = [str(write_coordinates(job, mics, parts, micrographs_star=job.path(L.MICROGRAPHS_STAR)))]
 
     if "map" in kinds:
         nodes["map"] = []

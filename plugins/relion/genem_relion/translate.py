@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from genem.io import GenemInputError, read_star
+from genem.io.dataset import MICROGRAPHS_STAR, is_dataset_folder
 from genem.io.star import MICROGRAPH_PIXEL_SIZE_COLUMNS, star_pixel_sizes_A
 
 from .job import Param, ProgramSpec, RelionJob, run_program
@@ -56,7 +57,7 @@ def simulated_dataset(job: RelionJob) -> Path:
     if prm.simulated is not None:
         p = Path(prm.simulated)
         for candidate in (p / DATASET_FOLDER, p):
-            if (candidate / "manifest.json").is_file() and (candidate / "micrographs.star").is_file():
+            if is_dataset_folder(candidate):
                 return candidate
         raise GenemInputError(p, "not a finished genem-relion-simulate job folder or GenEM dataset "
                                  "(no dataset/manifest.json)")
@@ -123,7 +124,7 @@ def run(job: RelionJob) -> None:
                              command=[SPEC.name, *sys.argv[1:]])
     job.check_abort()
     out = job.path(DATASET_FOLDER)
-    n_mics = len(read_star(sim / "micrographs.star")["micrographs"])
+    n_mics = len(read_star(sim / MICROGRAPHS_STAR)["micrographs"])
     job.log(f"translating {n_mics} simulated micrograph(s) with {model}")
     with job.watch_progress(lambda: len(list((out / ".parts").glob("translate_*.json"))), n_mics,
                             "translated micrographs"):
