@@ -94,7 +94,32 @@ def read_cs(path) -> Dataset:
     try:
         return Dataset.load(path)
     except Exception as e:
-        raise GenemInputError(path, f"not a readable cryoSPARC .cs file ({type(e).__name__})") from None
+        raise GenemInputError(path, cs_problem(path, e)) from None
+
+
+def cs_problem(path, error: Exception) -> str:
+    """Why a ``.cs`` file cannot be read: truncated (expected N bytes, got M), not a NumPy/cryoSPARC file, or
+    the loader's own reason."""
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            f.seek(0)
+            try:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+            except Exception:
+                return "truncated or damaged: its NumPy header cannot be read"
+            rows = int(np.prod(shape))
+            expected = f.tell() + rows * dtype.itemsize
+            if not dtype.hasobject and size < expected:
+                return f"truncated: {rows} rows of {dtype.itemsize} bytes: expected {expected} bytes, got {size}"
+    if magic != b"\x93NUMPY" and not magic.startswith(b"\x94CSDAT"):
+        return "not a cryoSPARC .cs file (no NumPy or cryoSPARC header)"
+    cause = error.__cause__ or error.__context__ or error
+    return f"not a readable cryoSPARC .cs file: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}"
 
 
 def write_cs(path, dset: Dataset) -> Path:

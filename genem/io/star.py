@@ -19,7 +19,8 @@ def read_star(path) -> dict[str, pd.DataFrame]:
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as e:
-        raise GenemInputError(path, f"not a readable STAR file ({type(e).__name__})") from None
+        detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise GenemInputError(path, f"not a readable STAR file: {detail}") from None
     out = {}
     for k, v in blocks.items():
         if isinstance(v, dict):
@@ -27,7 +28,30 @@ def read_star(path) -> dict[str, pd.DataFrame]:
         out[k] = v
     if not out:
         raise GenemInputError(path, "STAR file has no data blocks")
+    for k, v in out.items():
+        check_star_values(path, k, v)
     return out
+
+
+def check_star_values(path, block: str, rows: pd.DataFrame) -> None:
+    """A row cut short (a file truncated while written, an empty value) or a non-numeric value in a numeric
+    column is a GenemInputError naming the block, row (1-based) and column. Columns named ``...Name`` hold text."""
+    missing = rows.isna().to_numpy()
+    if missing.any():
+        r, c = (int(i) for i in np.argwhere(missing)[0])
+        col = rows.columns[c]
+        if r == len(rows) - 1 and missing[r, c:].all():
+            raise GenemInputError(path, f"truncated: data_{block} row {r + 1} ends before column {col} "
+                                        "(file cut off while being written?)")
+        raise GenemInputError(path, f"data_{block} row {r + 1}, column {col}: no value")
+    for col in rows.columns:
+        values = rows[col]
+        if pd.api.types.is_numeric_dtype(values) or str(col).endswith("Name"):
+            continue
+        numeric = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+        if numeric.any() and not numeric.all():
+            r = int(np.argmin(numeric))
+            raise GenemInputError(path, f"data_{block} row {r + 1}, column {col}: {values.iloc[r]!r} is not a number")
 
 
 def read_particles_star(path) -> tuple[pd.DataFrame | None, pd.DataFrame]:
@@ -72,7 +96,8 @@ def star_pixel_sizes_A(optics: pd.DataFrame | None, rows: pd.DataFrame,
             if "rlnOpticsGroup" not in rows.columns:
                 return np.full(n, float(optics[col].iloc[0]))
             lut = dict(zip(optics["rlnOpticsGroup"].astype(int), optics[col].astype(float)))
-            return np.array([lut.get(int(g), np.nan) for g in rows["rlnOpticsGroup"]], dtype=np.float64)
+            return np.array([lut.get(int(g), np.nan) if np.isfinite(g) else np.nan
+                             for g in rows["rlnOpticsGroup"].astype(float)], dtype=np.float64)
     if "rlnDetectorPixelSize" in rows.columns and "rlnMagnification" in rows.columns:
         return rows["rlnDetectorPixelSize"].to_numpy(np.float64) * 1e4 / rows["rlnMagnification"].to_numpy(np.float64)
     return np.full(n, np.nan)
