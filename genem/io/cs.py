@@ -94,12 +94,12 @@ def read_cs(path) -> Dataset:
     try:
         return Dataset.load(path)
     except Exception as e:
-        raise GenemInputError(path, cs_problem(path, e)) from None
+        raise GenemInputError(path, f"not a readable cryoSPARC .cs file ({cs_problem(path, e)})") from None
 
 
 def cs_problem(path, error: Exception) -> str:
-    """Why a ``.cs`` file cannot be read: truncated (expected N bytes, got M), not a NumPy/cryoSPARC file, or
-    the loader's own reason."""
+    """Why a ``.cs`` file cannot be read: truncated (expected N bytes, got M), no NumPy/cryoSPARC header, or the
+    loader's own reason."""
     size = Path(path).stat().st_size
     with open(path, "rb") as f:
         magic = f.read(6)
@@ -111,15 +111,15 @@ def cs_problem(path, error: Exception) -> str:
                     np.lib.format.read_array_header_2_0
                 shape, _, dtype = read_header(f)
             except Exception:
-                return "truncated or damaged: its NumPy header cannot be read"
+                return "truncated or damaged NumPy header"
             rows = int(np.prod(shape))
             expected = f.tell() + rows * dtype.itemsize
             if not dtype.hasobject and size < expected:
                 return f"truncated: {rows} rows of {dtype.itemsize} bytes: expected {expected} bytes, got {size}"
     if magic != b"\x93NUMPY" and not magic.startswith(b"\x94CSDAT"):
-        return "not a cryoSPARC .cs file (no NumPy or cryoSPARC header)"
+        return "no NumPy or cryoSPARC header"
     cause = error.__cause__ or error.__context__ or error
-    return f"not a readable cryoSPARC .cs file: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}"
+    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
 
 
 def write_cs(path, dset: Dataset) -> Path:

@@ -27,28 +27,31 @@ def header_pixel_size_A(voxel_size_A: float) -> float | None:
 def mrc_problem(path, detail: str = "") -> str:
     """Why an MRC file cannot be read, from its header and size: truncated (expected N bytes, got M), no MRC
     identifier, an unknown data mode; else ``detail`` (the MRC library's message)."""
-    path = Path(path)
+    return f"not a readable MRC file ({_header_problem(Path(path)) or detail or 'unknown reason'})"
+
+
+def _header_problem(path: Path) -> str | None:
     size = path.stat().st_size
     if size < HEADER_BYTES:
-        return f"truncated: expected at least a {HEADER_BYTES}-byte MRC header, got {size} bytes"
+        return f"truncated: expected at least a {HEADER_BYTES}-byte header, got {size} bytes"
     head = np.fromfile(path, dtype=np.uint8, count=HEADER_BYTES).tobytes()
     if head[208:211] != b"MAP":
-        return "not an MRC file (no 'MAP' identifier in its header)"
+        return "no 'MAP' identifier in its header"
     order = ">" if head[212] == 0x11 else "<"
     nx, ny, nz, mode = (int(v) for v in np.frombuffer(head, f"{order}i4", 4))
     nsymbt = int(np.frombuffer(head, f"{order}i4", 1, 92)[0])
     if min(nx, ny, nz) <= 0 or nsymbt < 0:
-        return f"invalid MRC header: dimensions {nx}x{ny}x{nz}, extended header {nsymbt} bytes"
+        return f"invalid header: dimensions {nx}x{ny}x{nz}, extended header {nsymbt} bytes"
     try:
         dtype = mrcfile.utils.dtype_from_mode(mode)
     except ValueError:
-        return f"unknown MRC data mode {mode}"
+        return f"unknown data mode {mode}"
     data_bytes = nx * ny * nz * dtype.itemsize
     expected = HEADER_BYTES + nsymbt + data_bytes
     if size < expected:
         return (f"truncated: header says {nz}x{ny}x{nx} {dtype.name}, {data_bytes} bytes of data, the file holds "
-                f"{max(size - HEADER_BYTES - nsymbt, 0)} (expected {expected} bytes, got {size})")
-    return f"not a readable MRC file ({detail})" if detail else "not a readable MRC file"
+                f"{max(size - HEADER_BYTES - nsymbt, 0)}: expected {expected} bytes, got {size}")
+    return None
 
 
 @contextlib.contextmanager
@@ -78,9 +81,14 @@ def read_mrc(path, *, pixel_size_A: float | None = None, permissive: bool = True
         raise GenemInputError(path, "file not found")
     with open_mrc(path, permissive=permissive) as m:
         data = np.asarray(m.data, dtype=np.float32).copy()
-        vs = float(m.voxel_size.x)
+        voxel = m.voxel_size
+        axes = (voxel.x, voxel.y, voxel.z) if m.is_volume() else (voxel.x, voxel.y)
     if pixel_size_A is None:
-        pixel_size_A = header_pixel_size_A(vs)
+        sizes = [header_pixel_size_A(v) for v in axes]
+        pixel_size_A = sizes[0]
+        if pixel_size_A is not None and any(v is None or abs(v - pixel_size_A) > 1e-3 * pixel_size_A for v in sizes):
+            raise GenemInputError(path, f"anisotropic voxels ({' x '.join(f'{float(v):g}' for v in axes)} A): "
+                                        "resample to cubic voxels first, or give the pixel size to use")
     if not np.all(np.isfinite(data)):
         raise GenemInputError(path, "contains NaN or infinite values")
     return data, pixel_size_A

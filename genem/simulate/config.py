@@ -15,6 +15,14 @@ from genem.io.errors import GenemInputError
 Range = Union[float, tuple]
 
 DEFAULT_STRUCTURE = Path(__file__).resolve().parents[1] / "data" / "default_structure.pdb"
+#: particles per micrograph when not given, if they fit (:func:`genem.simulate.pipeline.resolve_config`)
+DEFAULT_PARTICLES_PER_MICROGRAPH = 40
+#: without a count given, a structure too large for the default gets this fraction of the densest packing
+#: (random placement jams at ~60% of it)
+DEFAULT_PACKING_FRACTION = 0.5
+#: the box when not given: this many times the structure's diameter (RELION advises 1.5-2x; the built-in
+#: structure gets 128 px at 1.5 A/px)
+BOX_PER_DIAMETER = 1.75
 
 
 def range_bounds(r: Range) -> tuple[float, float]:
@@ -50,10 +58,10 @@ class SimulationConfig(Config):
     n_micrographs: int = 4
     micrograph_size_px: tuple = (1024, 1024)  # (rows, columns)
     pixel_size_A: float = 1.5
-    particle_box_px: int = 128
+    particle_box_px: int | None = None  # default: BOX_PER_DIAMETER x the structure's diameter
     structures: tuple = field(default_factory=lambda: (StructureSpec(),))
     # virtual specimen
-    particles_per_micrograph: int = 40
+    particles_per_micrograph: int | None = None  # default: DEFAULT_PARTICLES_PER_MICROGRAPH, fewer if they do not fit
     particles_sd: float = 0.0  # GenEM draws N ~ round(Normal(mean, sd)); 0 = fixed
     min_separation_A: float | None = None  # default: the structure's diameter
     edge_margin_px: int | None = None  # default: half the particle box
@@ -105,10 +113,11 @@ class SimulationConfig(Config):
             bad("micrograph_size_px must be >= 32")
         if not self.pixel_size_A > 0:
             bad("pixel_size_A must be > 0")
-        if self.particle_box_px < 16 or self.particle_box_px % 2:
-            bad("particle_box_px must be even and >= 16")
-        if self.particle_box_px > min(ms):
-            bad("particle_box_px is larger than the micrograph")
+        if self.particle_box_px is not None:
+            if self.particle_box_px < 16 or self.particle_box_px % 2:
+                bad("particle_box_px must be even and >= 16")
+            if self.particle_box_px > min(ms):
+                bad("particle_box_px is larger than the micrograph")
         structs = tuple(s if isinstance(s, StructureSpec) else StructureSpec.from_dict(s) if isinstance(s, dict)
                         else StructureSpec(path=str(s)) for s in self.structures)
         object.__setattr__(self, "structures", structs)
@@ -116,7 +125,7 @@ class SimulationConfig(Config):
             bad("at least one structure is needed")
         if any(s.weight < 0 for s in structs) or sum(s.weight for s in structs) <= 0:
             bad("structure weights must be >= 0 and not all zero")
-        if self.particles_per_micrograph < 0 or self.particles_sd < 0:
+        if (self.particles_per_micrograph or 0) < 0 or self.particles_sd < 0:
             bad("particles_per_micrograph and particles_sd must be >= 0")
         if self.noise_mode not in ("poisson", "snr", "none"):
             bad(f"noise_mode must be poisson, snr or none, not {self.noise_mode!r}")

@@ -23,7 +23,10 @@ from genem.physics.ice import estimate_ice_thickness_icebreaker, random_ice_thic
 from genem.physics.projection import FourierProjector
 from genem.physics.rotations import sample_uniform_euler_relion
 
-from .config import SimulationConfig, draw, max_particles_that_fit
+from .config import (
+    BOX_PER_DIAMETER, DEFAULT_PACKING_FRACTION, DEFAULT_PARTICLES_PER_MICROGRAPH, SimulationConfig, draw,
+    max_particles_that_fit,
+)
 from .extract import extract_boxes, normalise_like_relion
 from .imaging import image_micrograph
 from .specimen import Specimen, draw_particle_count, place_particles
@@ -42,24 +45,60 @@ def load_potentials(cfg: SimulationConfig) -> list:
             for s in cfg.structures]
 
 
-class _Prepared:
-    """What every micrograph needs: potentials, projectors, orientations table, MTF, ice reference."""
+def resolve_config(cfg: SimulationConfig, *, log=None) -> tuple[SimulationConfig, list]:
+    """``(cfg with its automatic defaults filled in, the potentials)``. The box defaults to
+    :data:`BOX_PER_DIAMETER` x the structure's diameter; the particle count to
+    :data:`DEFAULT_PARTICLES_PER_MICROGRAPH`, or as many as fit (:data:`DEFAULT_PACKING_FRACTION` of the densest
+    packing) for a large structure; ``log`` gets one line saying what was chosen. A count or box given that does
+    not fit is a GenemInputError."""
+    potentials = load_potentials(cfg)
+    radius_A = max(p.radius_A for p in potentials)
+    size = f"{cfg.micrograph_size_px[1]}x{cfg.micrograph_size_px[0]} px"
+    chosen = []
+    box = cfg.particle_box_px
+    if box is None:
+        b = int(np.ceil(BOX_PER_DIAMETER * 2 * radius_A / cfg.pixel_size_A))
+        box = max(16, b + b % 2)
+        if box > min(cfg.micrograph_size_px):
+            raise GenemInputError("simulation config", f"the structure ({2 * radius_A:.0f} A across, a {box} px box) "
+                                  f"does not fit on a {size} micrograph: give a larger micrograph_size_px "
+                                  "(--micrograph-size) or a coarser pixel_size_A")
+        chosen.append(f"a {box} px box")
+    separation_px = (cfg.min_separation_A if cfg.min_separation_A is not None else 2 * radius_A) / cfg.pixel_size_A
+    margin_px = cfg.edge_margin_px if cfg.edge_margin_px is not None else box // 2
+    cap = max_particles_that_fit(cfg.micrograph_size_px, separation_px, margin_px)
+    fit = (f"at most {cap} with {separation_px * cfg.pixel_size_A:.0f} A spacing and a {margin_px} px margin on "
+           f"{size}")
+    n = cfg.particles_per_micrograph
+    if n is None:
+        n = min(DEFAULT_PARTICLES_PER_MICROGRAPH, int(cap * DEFAULT_PACKING_FRACTION - 2 * cfg.particles_sd))
+        if n < 1:
+            raise GenemInputError("simulation config", f"the structure does not fit: {fit}; give a "
+                                  "larger micrograph_size_px (--micrograph-size) or a coarser pixel_size_A")
+        chosen.append(f"{n} particles per micrograph")
+    want = n + 2 * cfg.particles_sd
+    if want > cap:
+        raise GenemInputError("simulation config", f"{want:g} particles per micrograph do not fit: {fit}")
+    if chosen and log is not None:
+        log(f"chose {' and '.join(chosen)} for a structure {2 * radius_A:.0f} A across "
+            "(set particles_per_micrograph / particle_box_px to override)")
+    return cfg.replace(particle_box_px=box, particles_per_micrograph=n), potentials
 
-    def __init__(self, cfg: SimulationConfig, device):
-        self.potentials = load_potentials(cfg)
+
+class _Prepared:
+    """What every micrograph needs: the config with its defaults resolved (:func:`resolve_config`), potentials,
+    projectors, orientations table, MTF, ice reference."""
+
+    def __init__(self, cfg: SimulationConfig, device, *, log=None):
+        cfg, self.potentials = resolve_config(cfg, log=log)
+        self.cfg = cfg
         self.projectors = [FourierProjector(p.volume_V, cfg.pixel_size_A, device=device) for p in self.potentials]
         w = np.array([s.weight for s in cfg.structures], float)
         self.weights = w / w.sum()
-        radius_A = max(p.radius_A for p in self.potentials)
-        self.radius_A = radius_A
-        self.separation_px = (cfg.min_separation_A if cfg.min_separation_A is not None else 2 * radius_A) / cfg.pixel_size_A
+        self.radius_A = max(p.radius_A for p in self.potentials)
+        self.separation_px = (cfg.min_separation_A if cfg.min_separation_A is not None
+                              else 2 * self.radius_A) / cfg.pixel_size_A
         self.margin_px = cfg.edge_margin_px if cfg.edge_margin_px is not None else cfg.particle_box_px // 2
-        cap = max_particles_that_fit(cfg.micrograph_size_px, self.separation_px, self.margin_px)
-        want = cfg.particles_per_micrograph + 2 * cfg.particles_sd
-        if want > cap:
-            raise GenemInputError("simulation config", f"{want:g} particles per micrograph do not fit: at most {cap} "
-                                  f"with {self.separation_px * cfg.pixel_size_A:.0f} A spacing and a "
-                                  f"{self.margin_px} px margin on {cfg.micrograph_size_px[1]}x{cfg.micrograph_size_px[0]} px")
         self.orientations = None
         if cfg.orientations_star:
             b = read_star(cfg.orientations_star)
@@ -103,7 +142,9 @@ def _ice_map(cfg, prep, rng, shape, mean_nm):
 
 
 def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
-    """Everything for micrograph ``index0``: images, the micrograph's CTF row and its particles' rows."""
+    """Everything for micrograph ``index0``: images, the micrograph's CTF row and its particles' rows. ``cfg`` is
+    read as ``prep.cfg``, its defaults resolved."""
+    cfg = prep.cfg
     rng = micrograph_seed(cfg.seed, index0)
     shape = cfg.micrograph_size_px
     defocus = draw(rng, cfg.defocus_A)
@@ -257,9 +298,10 @@ def _recorded_snr(noise_mode: str, snr: float, img) -> float:
 
 
 def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), device: str = "cpu",
-                   progress: bool = True, command_line=None) -> Path:
+                   progress: bool = True, command_line=None, log=None) -> Path:
     """Simulate into ``out_dir``; returns the folder. Shard ``(i, n)`` does micrographs with index % n == i; the
-    shard that completes the set writes the tables and the manifest (the completion mark). Re-running resumes."""
+    shard that completes the set writes the tables and the manifest (the completion mark). Re-running resumes.
+    ``log`` (a callable taking one line) hears which defaults were chosen for the structure."""
     started = time.time()
     cfg = config
     i_shard, n_shard = shard
@@ -267,7 +309,8 @@ def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), 
         raise GenemInputError("--shard", f"must be i/n with 0 <= i < n, got {i_shard}/{n_shard}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GenemInputError("--device", "CUDA requested but not available")
-    prep = _Prepared(cfg, device)  # validates every input before anything is written
+    prep = _Prepared(cfg, device, log=log)  # validates every input before anything is written
+    cfg = prep.cfg
     root = Path(out_dir)
     out = DatasetWriter(root)
     if out.has_record("config"):

@@ -1,6 +1,7 @@
 """Turn structure files into potentials on the simulation grid (I/O at the edge, physics in genem.physics)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,34 @@ def _radius_of(vol: np.ndarray, pixel_size_A: float) -> float:
     return float(r.ravel()[order][np.searchsorted(cum, 0.95)] * pixel_size_A)
 
 
+#: bytes per voxel of a potential's box while it is made and projected: the resampling spectrum (complex128)
+#: and the projector's twice-padded half spectrum (complex64), with the potential itself
+POTENTIAL_BYTES_PER_VOXEL = 16 + 32 + 4
+
+
+def available_memory_bytes() -> int:
+    """Memory the system can still give (MemAvailable), or the physical memory where that is unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def check_potential_box(path, box: int, why: str) -> None:
+    """Refuse, with the numbers, a potential box whose making would not fit in memory (before allocating it)."""
+    need, have = POTENTIAL_BYTES_PER_VOXEL * float(box) ** 3, available_memory_bytes()
+    if need > have:
+        raise GenemInputError(path, f"{why}: a {box}^3 potential needs ~{need / 2 ** 30:.1f} GiB, "
+                                    f"{have / 2 ** 30:.1f} GiB available")
+
+
 def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None = None,
                    use_atom_bfactors: bool = False, solvent_potential_V: float = 0.0) -> Potential:
     """A structure file as a potential (V) at ``pixel_size_A`` in a cubic box that holds it."""
@@ -72,6 +101,7 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
             raise GenemInputError(path, f"not a readable atomic model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         extent = 2 * np.linalg.norm(pos - pos.mean(0), axis=1).max()
         box = _even_box(extent + 20.0, pixel_size_A)
+        check_potential_box(path, box, f"the model spans {extent:.0f} A (check its coordinates)")
         try:
             vol = potential_from_atoms(pos, els, box, pixel_size_A, bfactors_A2=bs if use_atom_bfactors else None,
                                        occupancies=occ)
@@ -82,11 +112,16 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
         data, px = read_mrc(path, pixel_size_A=map_pixel_size_A)
         if data.ndim != 3 or len(set(data.shape)) != 1:
             raise GenemInputError(path, f"map must be a cubic 3D volume, got shape {data.shape}")
-        if px is None or px <= 0:
+        if px is None:
             raise GenemInputError(path, "map header has no pixel size; give it (map_pixel_size_A / --map-pixel-size-A)")
+        if not (np.isfinite(px) and px > 0):
+            raise GenemInputError(path, f"map pixel size {px} A is not a positive number (map_pixel_size_A / "
+                                        "--map-pixel-size-A)")
         n = data.shape[0]
         new_box = int(round(n * px / pixel_size_A))
         new_box += new_box % 2
+        check_potential_box(path, new_box, f"the map ({n}^3 px at {px:g} A/px) spans {n * px:.0f} A; at "
+                                           f"{pixel_size_A:g} A/px (check --map-pixel-size-A)")
         vol = _fourier_resample(data - np.median(data), new_box)
         env = vol > vol.mean() + 3 * vol.std()
         if not env.any():

@@ -96,7 +96,7 @@ def test_truncated_mrc_says_how_many_bytes(tmp_path):
     junk.write_bytes(b"garbage" * 300)
     for reader in (read_mrc, read_stack_shape):
         msg = _error(reader, junk)
-        assert "not an MRC file" in msg and "AttributeError" not in msg
+        assert "not a readable MRC file (no 'MAP' identifier" in msg and "AttributeError" not in msg
 
 
 def test_damaged_cs_says_what(tmp_path):
@@ -112,4 +112,4 @@ def test_damaged_cs_says_what(tmp_path):
     junk = tmp_path / "junk.cs"
     junk.write_bytes(b"junk" * 10)
     msg = _error(read_cs, junk)
-    assert "DatasetLoadError" not in msg and "not a cryoSPARC" in msg
+    assert "DatasetLoadError" not in msg and "no NumPy or cryoSPARC header" in msg
