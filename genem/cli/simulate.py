@@ -40,12 +40,16 @@ OPTIONS = [
     ("--n-micrographs", "n_micrographs", int, "number of micrographs"),
     ("--micrograph-size", "micrograph_size_px", _size, "micrograph size in pixels: N or ROWSxCOLS"),
     ("--pixel-size-A", "pixel_size_A", float, "pixel size of the simulation"),
-    ("--box", "particle_box_px", int, "extraction box (pixels, even)"),
-    ("--particles", "particles_per_micrograph", int, "particles per micrograph (mean)"),
+    ("--box", "particle_box_px", int, "extraction box (px, even) (default: 1.75x the structure's diameter)"),
+    ("--particles", "particles_per_micrograph", int, "particles per micrograph (the mean with --particles-sd) "
+     "(default: 40, fewer when a large structure does not fit; the run says how many)"),
     ("--particles-sd", "particles_sd", float, "standard deviation of the particle count (0 = fixed)"),
-    ("--min-separation-A", "min_separation_A", float, "minimum distance between particle centres (A)"),
-    ("--edge-margin-px", "edge_margin_px", int, "margin between particle centres and the edge (pixels)"),
-    ("--orientations", "orientations_star", str, "STAR file with rlnAngleRot/Tilt/Psi to draw poses from"),
+    ("--min-separation-A", "min_separation_A", float, "minimum distance between particle centres (A) "
+     "(default: the structure's diameter)"),
+    ("--edge-margin-px", "edge_margin_px", int, "margin between particle centres and the edge (px) "
+     "(default: half the box)"),
+    ("--orientations", "orientations_star", str, "STAR file with rlnAngleRot/Tilt/Psi to draw poses from "
+     "(default: none: uniform over all orientations)"),
     ("--ice", "ice", str, "ice model: random | none | estimate"),
     ("--ice-reference", "ice_reference", str, "real micrograph for --ice estimate (Icebreaker-style)"),
     ("--ice-thickness-nm", "ice_thickness_nm", _range, "mean ice thickness, or low,high per micrograph"),
@@ -66,7 +70,8 @@ OPTIONS = [
     ("--noise-mode", "noise_mode", str, "poisson (dose + shot noise) | snr (Gaussian at a target SNR) | none"),
     ("--dose", "dose_e_per_A2", _range, "electron dose, or low,high"),
     ("--snr", "snr", _range, "target SNR in snr mode, or low,high"),
-    ("--detector-mtf", "detector_mtf", str, "detector MTF as a RELION MTF STAR file"),
+    ("--detector-mtf", "detector_mtf", str, "detector MTF as a RELION MTF STAR file (default: none: a "
+     "perfect detector)"),
     ("--seed", "seed", int, "random seed"),
 ]
 
@@ -78,14 +83,17 @@ def add_parser(sub):
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--config", help="JSON file of SimulationConfig fields (flags override it)")
     p.add_argument("--structure", action="append", default=None,
-                   help="density map (.mrc/.map) or atomic model (.pdb/.cif), optionally PATH:WEIGHT; repeat for a mixture")
-    p.add_argument("--map-pixel-size-A", type=float, help="pixel size of maps whose header has none")
+                   help="density map (.mrc/.map) or atomic model (.pdb/.cif), optionally PATH:WEIGHT; repeat for a mixture "
+                        "(default: GenEM's built-in structure)")
+    p.add_argument("--map-pixel-size-A", type=float, help="pixel size of maps whose header has none "
+                   "(default: the map header's)")
     p.add_argument("--no-particle-height", action="store_true", help="all particles at the micrograph's defocus")
     from genem.simulate import SimulationConfig
 
     for flag, field, typ, help_ in OPTIONS:
         p.add_argument(flag, dest=field, type=typ, default=None, help=config_help(SimulationConfig, field, help_))
-    p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: do micrographs with index %% n == i")
+    p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: do micrographs with index %% n == i "
+                   "(default: 0/1, all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -127,7 +135,7 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     root = run_simulation(cfg, args.out, shard=args.shard, device=args.device, progress=not args.no_progress,
-                          command_line=["genem"] + sys.argv[1:])
+                          command_line=["genem"] + sys.argv[1:], log=lambda line: print(f"genem simulate: {line}"))
     if DatasetWriter(root).is_complete:
         print(f"genem simulate: wrote {root}")
     else:

@@ -17,6 +17,7 @@ Layout (all paths inside STAR files are relative to the folder, so a RELION proj
                                   rlnImageName, rlnGenemCleanImageName)
     particles.cs                  the same ground truth as a cryoSPARC Dataset
     ground_truth/structure_00.mrc the potential(s) used, at the simulation pixel size
+    ground_truth/structure_00_box128.mrc  the same in the particle box (compare a reconstruction by FSC as is)
     preview.png
     .parts/mic_000001.json        per-micrograph completion records (shards and resume merge from these)
 """
@@ -111,9 +112,11 @@ class DatasetWriter:
         write_star(path, {"": table})
         return path
 
-    def write_ground_truth(self, index: int, volume, pixel_size_A: float) -> str:
-        """``ground_truth/structure_NN.mrc``; returns its name inside the folder."""
-        name = f"{GROUND_TRUTH_DIR}/structure_{index:02d}.mrc"
+    def write_ground_truth(self, index: int, volume, pixel_size_A: float, *, particle_box: bool = False) -> str:
+        """``ground_truth/structure_NN.mrc``, or with ``particle_box`` ``structure_NN_boxB.mrc`` (B: the volume's
+        box, the particles'); returns its name inside the folder."""
+        box = f"_box{np.shape(volume)[0]}" if particle_box else ""
+        name = f"{GROUND_TRUTH_DIR}/structure_{index:02d}{box}.mrc"
         write_mrc(self.root / name, volume, pixel_size_A)
         return name
 

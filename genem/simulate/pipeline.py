@@ -30,7 +30,7 @@ from .config import (
 from .extract import extract_boxes, normalise_like_relion
 from .imaging import image_micrograph
 from .specimen import Specimen, draw_particle_count, place_particles
-from .structures import load_potential
+from .structures import fit_volume_to_box, load_potential
 
 
 def micrograph_seed(seed: int, index0: int) -> np.random.Generator:
@@ -265,21 +265,24 @@ def _finalize(out: DatasetWriter, cfg: SimulationConfig, command_line, started: 
         mic_rows.append(rec["micrograph"])
         part_rows.extend(rec["particles"])
         seeds.append([cfg.seed, i])
-    prep_paths = [out.write_ground_truth(k, pot.volume_V, cfg.pixel_size_A)
-                  for k, pot in enumerate(load_potentials(cfg))]
+    potentials = load_potentials(cfg)
+    gt_maps = [out.write_ground_truth(k, pot.volume_V, cfg.pixel_size_A) for k, pot in enumerate(potentials)]
+    gt_boxed = [out.write_ground_truth(k, fit_volume_to_box(pot.volume_V, cfg.particle_box_px), cfg.pixel_size_A,
+                                       particle_box=True) for k, pot in enumerate(potentials)]
     write_dataset_tables(out.root, cfg, mic_rows, part_rows)
     try:
         from .preview import write_preview
 
-        write_preview(out.root, mic_rows[0]["rlnMicrographName"], [r for r in part_rows
-                                                               if r["rlnMicrographName"] == mic_rows[0]["rlnMicrographName"]],
-                      cfg.particle_box_px)
+        first = mic_rows[0]["rlnMicrographName"]
+        write_preview(out.root, L.micrograph_stem(0), [r for r in part_rows if r["rlnMicrographName"] == first],
+                      max(p.radius_A for p in potentials) / cfg.pixel_size_A)
     except Exception as e:  # a preview must never sink a finished dataset
         print(f"genem: warning: preview not written ({e})", file=sys.stderr)
     manifest = {
         "kind": "genem-simulation", "genem_version": genem.__version__, "config": cfg.to_dict(),
         "micrograph_seeds": {"rule": "numpy SeedSequence([seed, micrograph_index0])", "seeds": seeds},
-        "ground_truth_maps": prep_paths, "n_micrographs": cfg.n_micrographs, "n_particles": len(part_rows),
+        "ground_truth_maps": gt_maps, "ground_truth_maps_particle_box": gt_boxed,
+        "n_micrographs": cfg.n_micrographs, "n_particles": len(part_rows),
         "command_line": command_line if command_line is not None else sys.argv,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__},
         "wall_time_s_last_shard": round(time.time() - started, 2),

@@ -40,6 +40,17 @@ def _fourier_resample(vol: np.ndarray, new_box: int) -> np.ndarray:
     return res.astype(np.float32)
 
 
+def fit_volume_to_box(vol: np.ndarray, box: int) -> np.ndarray:
+    """A cubic volume zero-padded or cropped in real space to ``box``^3 at the same pixel size, its centre
+    (index N//2) kept at box//2."""
+    n = vol.shape[0]
+    out = np.zeros((box,) * 3, dtype=vol.dtype)
+    m = min(n, box)
+    so, do = n // 2 - m // 2, box // 2 - m // 2
+    out[do:do + m, do:do + m, do:do + m] = vol[so:so + m, so:so + m, so:so + m]
+    return out
+
+
 def _even_box(diameter_A: float, pixel_size_A: float) -> int:
     b = int(np.ceil(diameter_A / pixel_size_A))
     return max(16, b + (b % 2))

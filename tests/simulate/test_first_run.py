@@ -73,16 +73,15 @@ def test_default_count_and_box_follow_the_structure(tmp_path):
     assert cfg.particle_box_px > 2 * 12 and cfg.particle_box_px <= 192
     assert len(lines) == 1 and str(cfg.particles_per_micrograph) in lines[0] and str(cfg.particle_box_px) in lines[0]
     with pytest.raises(GenemInputError, match="do not fit"):  # an explicit impossible count still errors
-        resolve_config(_cfg(path, particles_per_micrograph=40))
-    small, _ = resolve_config(_cfg(tmp_path / "small.mrc" if _blob_map(tmp_path / "small.mrc", radius_px=3) else None,
-                                   micrograph_size_px=(512, 512)))
+        resolve_config(_cfg(path, particles_per_micrograph=100))
+    small, _ = resolve_config(_cfg(_blob_map(tmp_path / "small.mrc", radius_px=3.0), micrograph_size_px=(512, 512)))
     assert small.particles_per_micrograph == 40 and small.particle_box_px < cfg.particle_box_px
     out = run_simulation(_cfg(path), tmp_path / "out", progress=False)
     assert json.loads((out / "manifest.json").read_text())["config"]["particle_box_px"] == cfg.particle_box_px
 
 
 def test_a_structure_larger_than_the_micrograph(tmp_path):
-    path = _blob_map(tmp_path / "huge.mrc", n=64, radius_px=30.0, voxel=(8.0, 8.0, 8.0))
+    path = _blob_map(tmp_path / "huge.mrc", n=64, radius_px=20.0, voxel=(8.0, 8.0, 8.0))
     with pytest.raises(GenemInputError, match="does not fit"):
         resolve_config(_cfg(path, micrograph_size_px=(64, 64)))
 
@@ -96,8 +95,8 @@ def test_the_builtin_default_is_unchanged():
                                       ("maps/aspire/clean70SRibosome_vol_65p.mrc", {"map_pixel_size_A": 5.0})])
 def test_deposited_structures_just_work(shared_data, name, kw):
     spec = StructureSpec(path=str(shared_data / name), **kw)
-    cfg, prep = resolve_config(SimulationConfig(structures=(spec,)))
-    diameter_px = 2 * prep.radius_A / cfg.pixel_size_A
+    cfg, potentials = resolve_config(SimulationConfig(structures=(spec,)))
+    diameter_px = 2 * max(p.radius_A for p in potentials) / cfg.pixel_size_A
     assert 1.5 * diameter_px <= cfg.particle_box_px <= 2 * diameter_px + 2
     assert 1 <= cfg.particles_per_micrograph <= 40
 
@@ -150,7 +149,24 @@ def test_every_flag_shows_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["simulate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for s in ("--particles PARTICLES_PER_MICROGRAPH particles per micrograph (default: 40, fewer",
-              "(default: 1.75x the structure's diameter", "--map-pixel-size-A", "(default: the map header's)",
-              "(default: 0/1)", "(default: cpu)"):
+    for s in ("(default: 40, fewer when a large structure does not fit", "(default: 1.75x the structure's diameter)",
+              "has none (default: the map header's)", "(default: 0/1", "cpu or cuda (default: cpu)",
+              "(default: half the box)", "(default: the structure's diameter)"):
         assert s in text, s
+
+
+@pytest.mark.parametrize("argv", [["simulate"], ["translate", "train"], ["translate", "apply"], ["denoise", "train"],
+                                  ["denoise", "apply"], ["pick", "train"], ["pick", "apply"], ["evaluate", "realism"],
+                                  ["evaluate", "denoise"], ["evaluate", "picking"]])
+def test_no_flag_without_its_default(argv):
+    """Every optional flag that takes a value says in --help what it is when left out."""
+    import argparse
+
+    from genem.cli.main import build_parser
+
+    parser = build_parser()
+    for word in argv:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+    for a in parser._actions:
+        if a.option_strings and a.nargs != 0 and not a.required and a.help != argparse.SUPPRESS:
+            assert "(default" in (a.help or ""), (argv, a.option_strings)
