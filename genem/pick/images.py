@@ -57,6 +57,8 @@ def read_image(path) -> tuple[np.ndarray, float | None]:
             raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
         if img.ndim != 2:
             raise GenemInputError(path, f"not a single 2D image (shape {tuple(img.shape)})")
+        if not np.all(np.isfinite(img)):
+            raise GenemInputError(path, "contains NaN or infinite values")
         return img, None
     raise GenemInputError(path, f"unknown micrograph format {suffix or '(no suffix)'}: use .mrc, .png or .tif")
 

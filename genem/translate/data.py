@@ -16,6 +16,7 @@ import scipy.fft
 
 from genem.io import GenemDataset, GenemInputError, read_mrc
 from genem.io.dataset import MICROGRAPHS_STAR
+from genem.io.mrc import open_mrc
 
 PIXEL_SIZE_RTOL = 0.01  # pixel sizes within 1 % count as equal (no resampling)
 
@@ -83,14 +84,12 @@ class RealMicrograph:
 
 def read_micrograph_any(path) -> tuple[np.ndarray, float | None, str]:
     """Read a 2D micrograph of any MRC mode; return ``(float32 (H, W), header pixel size or None, dtype name)``."""
-    import mrcfile
-
     path = Path(path)
     data, px = read_mrc(path)
     try:
-        with mrcfile.mmap(path, permissive=True, mode="r") as m:
+        with open_mrc(path, mmap=True) as m:
             dtype = str(m.data.dtype)
-    except Exception:  # read_mrc already succeeded; the dtype is only informative
+    except GenemInputError:  # read_mrc already succeeded; the dtype is only informative
         dtype = "unknown"
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]

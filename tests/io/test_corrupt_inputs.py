@@ -113,3 +113,26 @@ def test_damaged_cs_says_what(tmp_path):
     junk.write_bytes(b"junk" * 10)
     msg = _error(read_cs, junk)
     assert "DatasetLoadError" not in msg and "no NumPy or cryoSPARC header" in msg
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nan_or_inf_pixels_are_refused_by_every_image_reader(tmp_path, value):
+    from PIL import Image
+
+    from genem.pick.images import read_image
+    from genem.translate.data import read_micrograph_any
+
+    img = np.zeros((4, 32, 32), np.float32)
+    img[2, 5, 7] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mrcfile warns when it writes NaN
+        write_mrc(tmp_path / "s.mrcs", img, 2.0)
+        write_mrc(tmp_path / "m.mrc", img[2], 2.0)
+    Image.fromarray(img[2]).save(tmp_path / "m.tif")
+    for reader, path in [(read_mrc, "s.mrcs"), (lambda p: read_stack_images(p, [2]), "s.mrcs"),
+                         (read_particle_set, "s.mrcs"), (read_image, "m.tif"), (read_image, "m.mrc"),
+                         (read_micrograph_any, "m.mrc")]:
+        if reader is read_particle_set:
+            ps = read_particle_set(tmp_path / path)
+            reader, path = (lambda p: ps.read_images(0, np.arange(4))), path
+        assert "NaN or infinite" in _error(reader, tmp_path / path)

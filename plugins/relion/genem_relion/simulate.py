@@ -108,12 +108,12 @@ def run(job: RelionJob) -> None:
     cfg = build_config(job)
     out = job.path(DATASET_FOLDER)
     job.log(f"simulating {cfg.n_micrographs} micrograph(s) of {cfg.micrograph_size_px[0]}x{cfg.micrograph_size_px[1]} "
-            f"px at {cfg.pixel_size_A:g} A/px, ~{cfg.particles_per_micrograph} particles each, box "
-            f"{cfg.particle_box_px}, noise {cfg.noise_mode}, seed {cfg.seed}, on {job.device}")
+            f"px at {cfg.pixel_size_A:g} A/px, ~{cfg.particles_per_micrograph or 'auto'} particles each, box "
+            f"{cfg.particle_box_px or 'auto'}, noise {cfg.noise_mode}, seed {cfg.seed}, on {job.device}")
     parts = out / ".parts"
     with job.watch_progress(lambda: len(list(parts.glob("mic_*.json"))), cfg.n_micrographs, "micrographs"):
         run_simulation(cfg, out, device=job.device, progress=False,
-                       command_line=[SPEC.name, *sys.argv[1:]])
+                       command_line=[SPEC.name, *sys.argv[1:]], log=job.log)
     job.check_abort()
     nodes = publish_dataset(job, out)
     job.log(f"wrote {nodes['particles'][0]} and {nodes['micrographs'][0]}; ground truth {', '.join(nodes['map'])}")
