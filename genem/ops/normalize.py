@@ -8,9 +8,8 @@ default R): equal to float32 rounding. RELION by default also subtracts a fitted
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
-
-from ._arrays import as_tensor, like_input
 
 BG_RADIUS_FRACTION = 0.75  # of the half box: RELION's default background radius
 
@@ -26,14 +25,16 @@ def background_mask_2d(shape_hw, bg_radius_px: float | None = None, device=None)
 
 
 def background_stats_2d(images, bg_radius_px: float | None = None):
-    """(mean, sd) of the background of each image (..., H, W), each (..., 1, 1) in the images' dtype (computed in
-    float64; a flat background gets sd 1, so it is only shifted)."""
-    x, was_numpy = as_tensor(images)
-    bg = x[..., background_mask_2d(x.shape[-2:], bg_radius_px, x.device)].to(torch.float64)
-    mean = bg.mean(-1)
-    sd = bg.std(-1, correction=0)
-    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
-    return tuple(like_input(s[..., None, None].to(x.dtype), was_numpy) for s in (mean, sd))
+    """(mean, sd) of the background of each image (..., H, W), each (..., 1, 1), in the images' type and dtype
+    (numpy arrays get numpy's arithmetic, so datasets written from numpy stay bit-stable); a flat background gets
+    sd 1, so it is only shifted."""
+    is_numpy = isinstance(images, np.ndarray)
+    mask = background_mask_2d(images.shape[-2:], bg_radius_px, None if is_numpy else images.device)
+    bg = images[..., mask.numpy() if is_numpy else mask]
+    mean = bg.mean(-1)[..., None]
+    sd = (((bg - mean) ** 2).mean(-1) ** 0.5)[..., None, None]
+    sd = np.where(sd > 0, sd, 1.0) if is_numpy else torch.where(sd > 0, sd, torch.ones_like(sd))
+    return mean[..., None], sd
 
 
 def normalize_background_2d(images, bg_radius_px: float | None = None):
