@@ -17,18 +17,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genem.ops import radial_power_spectrum_2d
+from genem.ops import normalize_image_2d, radial_power_spectrum_2d
 
 HIST_RANGE = (-6.0, 6.0)
 HIST_BINS = 240
 
 
 def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
-    """Each tile (..., H, W) to zero mean, unit standard deviation."""
-    x = np.asarray(tiles, np.float64)
-    x = x - x.mean(axis=(-2, -1), keepdims=True)
-    s = x.std(axis=(-2, -1), keepdims=True)
-    return (x / np.where(s > 0, s, 1.0)).astype(np.float32)
+    """Each tile (..., H, W) to zero mean, unit standard deviation (float32; statistics in float64)."""
+    return normalize_image_2d(np.asarray(tiles, np.float64))[0].astype(np.float32)
 
 
 def compute_raps_2d(images: np.ndarray, *, window: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
-"""Per-image background normalisation as RELION's ``relion_preprocess --norm --no_ramp --bg_radius R`` does it.
+"""Per-image normalisation: over the whole image (micrographs, tiles), or over the background only as RELION's
+``relion_preprocess --norm --no_ramp --bg_radius R`` does it (particles).
 
 The background is every pixel at distance > R from the box centre (index (H//2, W//2)); R defaults to 75 % of
-the half box, 0.375 * min(H, W) (RELION's default, ``bg_diameter = -1``). Each image has its background mean
+the half box, 0.375 * min(H, W) (RELION's GUI default, background diameter -1). Each image has its background mean
 subtracted and is divided by its background standard deviation (the population sd, as RELION computes it), so
 the noise has unit variance. Checked against relion_preprocess 3.1.3 for integer R (box a multiple of 8 for the
 default R): equal to float32 rounding. RELION by default also subtracts a fitted ramp; GenEM never does.
@@ -50,3 +51,15 @@ def normalize_background_pair_2d(noisy, clean, bg_radius_px: float | None = None
     n, _, sd = normalize_background_2d(noisy, bg_radius_px)
     cmean, _ = background_stats_2d(clean, bg_radius_px)
     return n, (clean - cmean) / sd
+
+
+def normalize_image_2d(images):
+    """Zero mean and unit (population) sd over the whole of each image (..., H, W); returns (normalised, mean, sd),
+    statistics in float64, the normalised images in the input's dtype. A constant image becomes zeros (sd 1)."""
+    is_numpy = isinstance(images, np.ndarray)
+    x = images.astype(np.float64) if is_numpy else images.to(torch.float64)
+    mean = x.mean((-2, -1))[..., None, None]
+    sd = ((x - mean) ** 2).mean((-2, -1))[..., None, None] ** 0.5
+    sd = np.where(sd > 0, sd, 1.0) if is_numpy else torch.where(sd > 0, sd, torch.ones_like(sd))
+    out = (x - mean) / sd
+    return out.astype(images.dtype) if is_numpy else out.to(images.dtype), mean, sd

@@ -24,7 +24,8 @@ import torch
 from genem.io import GenemInputError, read_mrc, write_json_atomic, write_mrc, write_star
 from genem.io.atomic import TMP_MARK, atomic_path
 from genem.io.star import join_image_name, read_star, split_image_name
-from genem.ops import blend_tiles_2d, blend_window_1d, normalize_background_2d, resample_fourier_2d
+from genem.ops import (blend_tiles_2d, blend_window_1d, normalize_background_2d, normalize_image_2d,
+                       resample_fourier_2d)
 
 from .model import Denoiser
 
@@ -370,15 +371,14 @@ def denoise_micrograph(model: Denoiser, image: torch.Tensor, pixel_size_A: float
     hh, ww = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
     # micrograph coordinates scale with the pixel size: pixel 0 stays fixed (centered=False)
     x = resample_fourier_2d(image, (hh, ww), centered=False) if (hh, ww) != (h, w) else image
-    mean, sd = x.mean(), x.std().clamp_min(1e-8)
-    x = (x - mean) / sd
+    x, mean, sd = normalize_image_2d(x)
     tile = min(tile, max(hh, ww))
     tile = max(model.stride * 2, tile - tile % model.stride)
     overlap = max(0, min(overlap, tile // 4))
     win = blend_window_1d(tile, 0, overlap, ramp="linear")
     y = blend_tiles_2d(lambda t: model.denoise_normalized(t, **kw), x, tile_hw=(tile, tile),
                        step_hw=(tile - 2 * overlap,) * 2, window_hw=(win, win), batch_size=batch_size)
-    y = y * sd + mean
+    y = (y * sd + mean).to(image.dtype)
     return resample_fourier_2d(y, (h, w), centered=False) if (hh, ww) != (h, w) else y
 
 

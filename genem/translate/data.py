@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from genem.io import GenemDataset, GenemInputError, read_mrc
-from genem.ops import resample_fourier_2d
+from genem.ops import normalize_image_2d, resample_fourier_2d
 
 PIXEL_SIZE_RTOL = 0.01  # pixel sizes within 1 % count as equal (no resampling)
 
@@ -37,15 +37,6 @@ def robust_clip_image(image: np.ndarray, k_sigma: float = 6.0, *, sample: int = 
     if sigma <= 0:
         return x.copy()
     return np.clip(x, med - k_sigma * sigma, med + k_sigma * sigma)
-
-
-def normalize_image(image: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation over the last two axes (a constant image becomes zeros)."""
-    x = np.asarray(image, dtype=np.float32)
-    mean = x.mean(axis=(-2, -1), keepdims=True, dtype=np.float64)
-    std = x.std(axis=(-2, -1), keepdims=True, dtype=np.float64)
-    std = np.where(std > 0, std, 1.0)
-    return ((x - mean) / std).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -105,12 +96,12 @@ def prepare_real_micrograph(path, target_pixel_size_A: float, *, pixel_size_A: f
         px_out = px * raw.shape[1] / shape_out[1]
     else:
         px_out = px
-    return RealMicrograph(str(path), normalize_image(x), float(px_out), float(px), tuple(raw.shape), dtype)
+    return RealMicrograph(str(path), normalize_image_2d(x)[0], float(px_out), float(px), tuple(raw.shape), dtype)
 
 
 def prepare_simulated_micrograph(image: np.ndarray, clip_sigma: float = 6.0) -> np.ndarray:
     """Clip and normalise a simulated micrograph the same way as a real one (no resampling)."""
-    return normalize_image(robust_clip_image(image, clip_sigma))
+    return normalize_image_2d(robust_clip_image(image, clip_sigma))[0]
 
 
 def expand_real_paths(patterns) -> list[Path]:

@@ -1,11 +1,16 @@
 """genem.ops: Fourier resampling, RELION background normalisation, tiling with blending, radial power spectra."""
+import subprocess
+
+import mrcfile
 import numpy as np
 import pytest
 import torch
+from _support import requires_relion
 
 from genem.ops import (background_mask_2d, background_stats_2d, blend_tiles_2d, blend_window_1d,
-                       normalize_background_2d, normalize_background_pair_2d, pad_reflect_2d, radial_average_2d,
-                       radial_power_spectrum_2d, resample_fourier_2d, resample_fourier_3d, tile_starts_1d)
+                       normalize_background_2d, normalize_background_pair_2d, normalize_image_2d, pad_reflect_2d,
+                       radial_average_2d, radial_power_spectrum_2d, resample_fourier_2d, resample_fourier_3d,
+                       tile_starts_1d)
 
 
 def _band_limited(shape, k_max, seed=0, lead=()):
@@ -105,14 +110,19 @@ def test_flat_background_is_only_shifted_and_pairs_share_the_noisy_scale():
     assert torch.allclose(background_stats_2d(n)[1], torch.ones(3, 1, 1), atol=1e-5)
 
 
+def test_whole_image_normalisation():
+    x = np.random.default_rng(3).normal(4, 3, (5, 30, 41)).astype(np.float32)
+    n, mean, sd = normalize_image_2d(x)
+    assert n.dtype == np.float32 and mean.shape == (5, 1, 1)
+    np.testing.assert_allclose(n.mean((-2, -1)), 0, atol=1e-6)
+    np.testing.assert_allclose(n.std((-2, -1)), 1, rtol=1e-6)
+    nt, _, _ = normalize_image_2d(torch.from_numpy(x))
+    assert nt.dtype == torch.float32 and np.allclose(nt.numpy(), n, atol=1e-6)
+    assert np.array_equal(normalize_image_2d(np.full((4, 4), 2.0))[0], np.zeros((4, 4)))
+
+
+@requires_relion
 def test_normalisation_matches_relion_preprocess(tmp_path):
-    import shutil
-    import subprocess
-
-    import mrcfile
-
-    if shutil.which("relion_preprocess") is None:
-        pytest.skip("RELION not installed")
     x = np.random.default_rng(0).normal(3, 2, (3, 64, 64)).astype(np.float32)
     with mrcfile.new(tmp_path / "in.mrcs") as f:
         f.set_data(x)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from genem.io import GenemInputError
-from genem.ops import resample_fourier_2d
-from genem.translate.data import (expand_real_paths, grid_tiles, normalize_image, prepare_real_micrograph,
-                                  robust_clip_image, sample_tiles)
+from genem.ops import normalize_image_2d, resample_fourier_2d
+from genem.translate.data import (expand_real_paths, grid_tiles, prepare_real_micrograph, robust_clip_image,
+                                  sample_tiles)
 
 
 def _write(path, data, px):
@@ -67,7 +67,7 @@ def test_prepare_real_equal_pixel_size_no_resampling(tmp_path):
     _write(p, raw, 1.2)
     rm = prepare_real_micrograph(p, 1.205)
     assert rm.image.shape == (64, 80)
-    np.testing.assert_allclose(rm.image, normalize_image(robust_clip_image(raw)), atol=1e-6)
+    np.testing.assert_allclose(rm.image, normalize_image_2d(robust_clip_image(raw))[0], atol=1e-6)
 
 
 def test_prepare_real_errors(tmp_path):
