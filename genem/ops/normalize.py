@@ -2,10 +2,12 @@
 ``relion_preprocess --norm --no_ramp --bg_radius R`` does it (particles).
 
 The background is every pixel at distance > R from the box centre (index (H//2, W//2)); R defaults to 75 % of
-the half box, 0.375 * min(H, W) (RELION's GUI default, background diameter -1). Each image has its background mean
-subtracted and is divided by its background standard deviation (the population sd, as RELION computes it), so
-the noise has unit variance. Checked against relion_preprocess 3.1.3 for integer R (box a multiple of 8 for the
-default R): equal to float32 rounding. RELION by default also subtracts a fitted ramp; GenEM never does.
+the half box, 0.375 * min(H, W). Each image has its background mean subtracted and is divided by its background
+standard deviation (the population sd, as RELION computes it), so the noise has unit variance. Checked against
+relion_preprocess 3.1.3 (``r > R``, population sd): equal to float32 rounding. RELION's Extract job with the
+default background diameter passes R = floor(0.375 * box) (box 100 -> 37, 90 -> 33, 66 -> 24): the same mask when
+the box is a multiple of 8 (the simulator's default box 128, the shipped denoiser's 64); for other boxes RELION's
+background also holds the ring floor(R) < r <= R. RELION by default also subtracts a fitted ramp; GenEM never does.
 """
 from __future__ import annotations
 
