@@ -24,9 +24,10 @@ from genem.io import GenemInputError, read_mrc, write_json_atomic, write_mrc, wr
 from genem.io.atomic import atomic_path
 from genem.io.mrc import new_stack_mmap, read_stack_shape
 from genem.io.particles import ParticleSet, read_micrograph_table, read_particle_set, write_particle_table
+from genem.ops import (blend_tiles_2d, blend_window_1d, normalize_background_2d, normalize_image_2d,
+                       resample_fourier_2d)
 
 from .model import Denoiser
-from .normalize import normalize_images, resample_fourier_2d
 
 OUT_STACK_DIR = "Denoised"
 
@@ -40,7 +41,7 @@ def denoise_batch(model: Denoiser, images: torch.Tensor, pixel_size_A: float, *,
     n = images.shape[-1]
     nb = model.box_for(n, pixel_size_A)
     x = resample_fourier_2d(images, nb) if nb != n else images
-    norm, mean, sd = normalize_images(x)
+    norm, mean, sd = normalize_background_2d(x)
     out = model.denoise_normalized(norm, **kw).cpu() * sd + mean
     return resample_fourier_2d(out, n) if nb != n else out
 
@@ -158,62 +159,29 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
 
 
 # ------------------------------------------------------------------------------------------- micrographs
-def tile_weights(tile: int, overlap: int) -> torch.Tensor:
-    """Separable linear ramps over ``overlap`` pixels at each edge (partition of unity after normalisation)."""
-    r = torch.ones(tile)
-    if overlap > 0:
-        ramp = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
-        r[:overlap] = ramp
-        r[-overlap:] = ramp.flip(0)
-    return r[:, None] * r[None, :]
-
-
 def denoise_micrograph(model: Denoiser, image: torch.Tensor, pixel_size_A: float, *, tile: int = 256,
                        overlap: int = 32, batch_size: int = 8, invert_contrast: bool = False, **kw) -> torch.Tensor:
     """Denoise one micrograph (H, W) by overlapping tiles at the model's pixel size (memory ~ batch of tiles).
-    The model expects protein white (RELION particles after --invert_contrast); ``invert_contrast`` negates the
-    image before and after, as raw micrographs (protein black) need."""
+    Tiles are blended with linear ramps over ``overlap`` px at their edges. The model expects protein white
+    (RELION particles after --invert_contrast); ``invert_contrast`` negates the image before and after, as raw
+    micrographs (protein black) need."""
     if invert_contrast:
         return -denoise_micrograph(model, -image, pixel_size_A, tile=tile, overlap=overlap, batch_size=batch_size,
                                    **kw)
     h, w = image.shape
     scale = pixel_size_A / model.pixel_size_A
     hh, ww = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
-    x = _resample_rect(image, hh, ww) if (hh, ww) != (h, w) else image
-    mean, sd = x.mean(), x.std().clamp_min(1e-8)
-    x = (x - mean) / sd
+    # micrograph coordinates scale with the pixel size: pixel 0 stays fixed (centered=False)
+    x = resample_fourier_2d(image, (hh, ww), centered=False) if (hh, ww) != (h, w) else image
+    x, mean, sd = normalize_image_2d(x)
     tile = min(tile, max(hh, ww))
     tile = max(model.stride * 2, tile - tile % model.stride)
     overlap = max(0, min(overlap, tile // 4))
-    step = tile - 2 * overlap
-    pad_h = max(tile, hh + (-(hh - tile)) % step) if hh > tile else tile
-    pad_w = max(tile, ww + (-(ww - tile)) % step) if ww > tile else tile
-    xp = torch.nn.functional.pad(x[None, None], (0, pad_w - ww, 0, pad_h - hh), mode="reflect"
-                                 if pad_w - ww < ww and pad_h - hh < hh else "replicate")[0, 0]
-    acc = torch.zeros_like(xp)
-    wsum = torch.zeros_like(xp)
-    wt = tile_weights(tile, overlap)
-    corners = [(i, j) for i in range(0, pad_h - tile + 1, step) for j in range(0, pad_w - tile + 1, step)]
-    for b0 in range(0, len(corners), batch_size):
-        cs = corners[b0:b0 + batch_size]
-        tiles = torch.stack([xp[i:i + tile, j:j + tile] for i, j in cs])
-        out = model.denoise_normalized(tiles, **kw).cpu()
-        for (i, j), o in zip(cs, out):
-            acc[i:i + tile, j:j + tile] += o * wt
-            wsum[i:i + tile, j:j + tile] += wt
-    y = (acc / wsum.clamp_min(1e-8))[:hh, :ww] * sd + mean
-    return _resample_rect(y, h, w) if (hh, ww) != (h, w) else y
-
-
-def _resample_rect(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Fourier resampling of a rectangular image to (h, w) (crop or zero-pad the centred spectrum)."""
-    H, W = img.shape
-    spec = torch.fft.fftshift(torch.fft.fft2(img.double()))
-    out = torch.zeros((h, w), dtype=spec.dtype)
-    mh, mw = min(H, h), min(W, w)
-    out[h // 2 - mh // 2:h // 2 - mh // 2 + mh, w // 2 - mw // 2:w // 2 - mw // 2 + mw] = \
-        spec[H // 2 - mh // 2:H // 2 - mh // 2 + mh, W // 2 - mw // 2:W // 2 - mw // 2 + mw]
-    return (torch.fft.ifft2(torch.fft.ifftshift(out)).real * (h * w) / (H * W)).float()
+    win = blend_window_1d(tile, 0, overlap, ramp="linear")
+    y = blend_tiles_2d(lambda t: model.denoise_normalized(t, **kw), x, tile_hw=(tile, tile),
+                       step_hw=(tile - 2 * overlap,) * 2, window_hw=(win, win), batch_size=batch_size)
+    y = (y * sd + mean).to(image.dtype)
+    return resample_fourier_2d(y, (h, w), centered=False) if (hh, ww) != (h, w) else y
 
 
 def denoise_micrographs(input_path, out_dir, model: Denoiser, *, root=None, pixel_size_A: float | None = None,

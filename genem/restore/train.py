@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
 from genem.io.dataset import CLEAN_IMAGE_COLUMN, PARTICLES_STAR
+from genem.ops import normalize_background_pair_2d
 
 from .model import Denoiser
-from .normalize import normalize_pair
 from .postprocess import PostProcessor, postprocess_config
 from .schedule import PREDICTIONS, SCHEDULES, DiffusionSchedule
 from .unet import UNet, UNetConfig
@@ -125,7 +125,7 @@ def load_training_pairs(data_dirs, max_particles: int = 20000, seed: int = 0) ->
         c = torch.from_numpy(ds.read_particle_images(rows, CLEAN_IMAGE_COLUMN))
         if noisy and n.shape[-1] != noisy[0].shape[-1]:
             raise GenemInputError(d, f"box {n.shape[-1]} px differs from the other datasets' {noisy[0].shape[-1]} px")
-        nn_, cn = normalize_pair(n, c)
+        nn_, cn = normalize_background_pair_2d(n, c)
         noisy.append(nn_)
         clean.append(cn)
         sources.append({"path": str(Path(d).resolve()), "particles": int(len(rows)),

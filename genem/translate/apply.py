@@ -26,8 +26,9 @@ from genem.io import GenemDataset, GenemInputError, read_mrc, write_mrc
 from genem.io import dataset as L
 from genem.io.dataset import DatasetWriter
 from genem.io.star import split_image_name
+from genem.ops import normalize_image_2d
 
-from .data import normalize_image, prepare_simulated_micrograph
+from .data import prepare_simulated_micrograph
 from .model import load_model
 from .tiling import translate_image_tiled
 
@@ -38,7 +39,7 @@ def translate_micrograph(generator, image_hw: np.ndarray, *, clip_sigma: float =
     x = prepare_simulated_micrograph(image_hw, clip_sigma)
     y = translate_image_tiled(generator, x, tile_px=tile_px, context_px=context_px, blend_px=blend_px,
                               device=device)
-    return normalize_image(y)
+    return normalize_image_2d(y)[0]
 
 
 def _check_out(sim_root: Path, out: Path):

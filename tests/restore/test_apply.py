@@ -11,7 +11,8 @@ import torch
 from genem.io import read_star, write_mrc, write_star
 from genem.io.star import split_image_name
 from genem.io import GenemInputError
-from genem.restore.apply import denoise_micrograph, denoise_micrographs, denoise_particles, read_particle_set, tile_weights
+from genem.ops import blend_window_1d
+from genem.restore.apply import denoise_micrograph, denoise_micrographs, denoise_particles, read_particle_set
 from genem.restore.model import Denoiser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,7 +187,8 @@ class _Identity:
 
 
 def test_micrograph_tiling_blends_exactly():
-    assert torch.allclose(tile_weights(8, 0), torch.ones(8, 8))
+    w = blend_window_1d(8, 0, 0, ramp="linear")
+    assert torch.allclose(torch.outer(w, w), torch.ones(8, 8, dtype=torch.float64))
     img = torch.randn(150, 203)
     out = denoise_micrograph(_Identity(), img, 2.0, tile=64, overlap=8)
     assert out.shape == img.shape and torch.allclose(out, img, atol=1e-4)
