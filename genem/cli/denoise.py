@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .progress import add_progress_flag, progress_from_args
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("denoise", help="train or apply the diffusion particle denoiser")
@@ -54,7 +56,7 @@ def add_parser(subparsers) -> None:
                    help="keep OUT/specimen_data after training (default: deleted once the model is written; "
                         "OUT/specimen_simulation.json holds its exact, seeded configuration)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    t.add_argument("--no-progress", action="store_true")
+    add_progress_flag(t)
     t.set_defaults(func=run_train)
 
     a = sub.add_parser("apply", help="denoise particles (STAR, .cs, .mrcs) or micrographs")
@@ -77,7 +79,7 @@ def add_parser(subparsers) -> None:
                    help="continue an interrupted particle run in --out (same settings; finished stacks are kept)")
     a.add_argument("--threads", type=int, default=None)
     a.add_argument("--device", default="cpu")
-    a.add_argument("--no-progress", action="store_true")
+    add_progress_flag(a)
     a.set_defaults(func=run_apply)
 
 
@@ -114,6 +116,7 @@ def run_train(args) -> int:
                           seed=args.seed)
     except ValueError as e:
         raise GenemInputError("arguments", str(e)) from None
+    progress = progress_from_args(args)
     init = None
     if args.init:
         from genem.restore.model import Denoiser
@@ -131,11 +134,10 @@ def run_train(args) -> int:
         data.append(simulate_specimen_pairs(args.structure, args.like, args.out, init,
                                             n_particles=args.simulate_particles,
                                             map_pixel_size_A=args.map_pixel_size_A, seed=args.seed,
-                                            progress=not args.no_progress, command_line=["genem"] + sys.argv[1:]))
+                                            progress=progress, command_line=["genem"] + sys.argv[1:]))
     elif not data:
         raise GenemInputError("arguments", "give --data (GenEM dataset folders) or --structure with --like")
-    path = train_denoiser(data, args.out, cfg, device=args.device, resume=args.resume,
-                          progress=not args.no_progress, init=init)
+    path = train_denoiser(data, args.out, cfg, device=args.device, resume=args.resume, progress=progress, init=init)
     if args.structure and not args.keep_specimen_data:
         import shutil
 
@@ -151,7 +153,8 @@ def run_apply(args) -> int:
     _threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
     kw = dict(steps=args.steps, n_samples=args.samples, postprocess=not args.no_postprocess, seed=args.seed,
-              invert_contrast=args.invert_contrast, root=args.root, pixel_size_A=args.pixel_size_A, progress=not args.no_progress)
+              invert_contrast=args.invert_contrast, root=args.root, pixel_size_A=args.pixel_size_A,
+              progress=progress_from_args(args))
     if args.particles:
         out = denoise_particles(args.particles, args.out, model, batch_size=args.batch_size, resume=args.resume,
                                 **kw)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from .progress import add_progress_flag, progress_from_args
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("denoise", help="denoiser quality against ground truth (GenEM dataset folders)")
@@ -20,6 +22,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu")
+    add_progress_flag(p)
     p.set_defaults(func=run)
 
 
@@ -34,7 +37,7 @@ def run(args) -> int:
     model = Denoiser.load(args.model, device=args.device)
     res = evaluate_denoiser(model, args.data, args.out, max_particles=args.max_particles, steps=args.steps,
                             n_samples_mean=args.mean_of, dihedral=args.dihedral, compare_steps=args.compare_steps, topaz=not args.no_topaz,
-                            seed=args.seed)
+                            seed=args.seed, progress=progress_from_args(args))
     table = {k: v["psnr_dB"] for k, v in res["methods"].items()}
     print(json.dumps({"psnr_dB": table, **res["summary"]}, indent=1))
     print(f"genem evaluate denoise: wrote {args.out}/metrics.json", file=sys.stderr)

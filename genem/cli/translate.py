@@ -11,6 +11,8 @@ from pathlib import Path
 
 from genem.io.errors import GenemInputError
 
+from .progress import add_progress_flag, progress_from_args
+
 
 def _device(text: str) -> str:
     import torch
@@ -53,7 +55,7 @@ def add_parser(sub):
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", type=_device, default="cpu")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flag(t)
     t.set_defaults(func=run_train)
 
     a = tsub.add_parser("apply", help="translate a simulated folder with a trained model")
@@ -64,7 +66,7 @@ def add_parser(sub):
     a.add_argument("--tile-px", type=int, default=1024, help="inference tile (multiple of 4)")
     a.add_argument("--context-px", type=int, default=48, help="discarded border per tile (>= receptive radius)")
     a.add_argument("--blend-px", type=int, default=32, help="cross-fade width between tiles")
-    a.add_argument("--quiet", action="store_true")
+    add_progress_flag(a)
     a.set_defaults(func=run_apply)
 
 
@@ -89,7 +91,7 @@ def run_train(args):
     except ValueError as e:
         raise GenemInputError("translate train", str(e)) from None
     out = train_translator(cfg, args.simulated, args.real, args.out, device=args.device, resume=args.resume,
-                           progress=not args.quiet, command=sys.argv)
+                           progress=progress_from_args(args), command=sys.argv)
     print(f"genem translate train: wrote {out / 'model.pt'}")
     return 0
 
@@ -99,7 +101,7 @@ def run_apply(args):
 
     try:
         out = apply_translator(args.model, args.simulated, args.out, device=args.device, tile_px=args.tile_px,
-                               context_px=args.context_px, blend_px=args.blend_px, progress=not args.quiet,
+                               context_px=args.context_px, blend_px=args.blend_px, progress=progress_from_args(args),
                                command=sys.argv)
     except ValueError as e:
         if isinstance(e, GenemInputError):

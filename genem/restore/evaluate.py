@@ -19,6 +19,7 @@ import torch
 
 from genem.io import write_json_atomic
 from genem.metrics import frc, image_snr, psnr, ssim
+from genem.progress import ProgressCallback
 
 from .baselines import (best_gaussian_lowpass, fourier_amplitude_oracle, load_topaz, topaz_available,
                         topaz_denoise, wiener_filter_oracle)
@@ -46,7 +47,7 @@ def _batched(fn, x, bs=64):
 
 def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int = 256, steps: int | None = None,
                       n_samples_mean: int = 0, compare_steps: int = 0, topaz: bool = True, seed: int = 0,
-                      progress: bool = True, dihedral: bool = False) -> dict:
+                      progress: ProgressCallback | None = None, dihedral: bool = False) -> dict:
     out_dir = Path(out_dir)
     pairs = load_training_pairs(list(data_dirs), max_particles, seed)
     noisy, clean, px = pairs.noisy, pairs.clean, pairs.pixel_size_A

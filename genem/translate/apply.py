@@ -28,6 +28,7 @@ from genem.io import GenemDataset, GenemInputError, read_mrc, write_json_atomic,
 from genem.io import dataset as L
 from genem.io.atomic import atomic_path, remove_stale_temporaries
 from genem.io.star import split_image_name
+from genem.progress import ProgressCallback, report
 
 from .data import normalize_image, prepare_simulated_micrograph
 from .tiling import translate_image_tiled
@@ -60,7 +61,7 @@ def _check_out(sim_root: Path, out: Path):
 
 
 def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile_px: int = 1024,
-                     context_px: int = 48, blend_px: int = 32, progress: bool = True,
+                     context_px: int = 48, blend_px: int = 32, progress: ProgressCallback | None = None,
                      command: list[str] | None = None) -> Path:
     """Translate every noisy micrograph of ``simulated_dir`` into ``out_dir``; return ``out_dir``."""
     sim_root = Path(simulated_dir)
@@ -96,11 +97,11 @@ def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile
         write_json_atomic(job_path, job)
 
     from genem.simulate.extract import extract_boxes, normalise_like_relion
-    from tqdm import tqdm
 
     started = time.time()
     todo = [n for n in names if not (out / L.PARTS_DIR / f"translate_{Path(n).stem}.json").exists()]
-    for name in tqdm(todo, desc="translate apply", unit="mic", disable=not progress, file=sys.stderr):
+    report(progress, "translate apply", len(names) - len(todo), len(names), "mic")
+    for k, name in enumerate(todo):
         img, _ = read_mrc(ds.micrograph_path(name))
         if img.ndim == 3 and img.shape[0] == 1:
             img = img[0]
@@ -123,6 +124,7 @@ def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile
                 n_parts = len(rows)
         write_json_atomic(out / L.PARTS_DIR / f"translate_{Path(name).stem}.json",
                           {"micrograph": name, "particles": n_parts})
+        report(progress, "translate apply", len(names) - len(todo) + k + 1, len(names), "mic")
 
     for d in COPY_DIRS:
         src = sim_root / d
