@@ -176,7 +176,7 @@ def tiny_denoiser(project, simulated, tmp_path_factory):
     sim, _, _ = simulated
     model = train_denoiser([project.root / sim / "dataset"], tmp_path_factory.mktemp("model") / "model",
                            TrainConfig(steps=3, post_steps=0, batch_size=4, base_channels=8, checkpoint_every=3,
-                                       sample_steps=2), progress=False)
+                                       sample_steps=2))
     return Path(model).parent if Path(model).is_file() else Path(model)
 
 

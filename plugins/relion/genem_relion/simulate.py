@@ -112,7 +112,7 @@ def run(job: RelionJob) -> None:
             f"{cfg.particle_box_px}, noise {cfg.noise_mode}, seed {cfg.seed}, on {job.device}")
     parts = out / ".parts"
     with job.watch_progress(lambda: len(list(parts.glob("mic_*.json"))), cfg.n_micrographs, "micrographs"):
-        run_simulation(cfg, out, device=job.device, progress=False,
+        run_simulation(cfg, out, device=job.device,
                        command_line=[SPEC.name, *sys.argv[1:]])
     job.check_abort()
     nodes = publish_dataset(job, out)

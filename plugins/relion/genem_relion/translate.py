@@ -71,7 +71,7 @@ def simulated_dataset(job: RelionJob) -> Path:
     out = job.path(SIMULATED_FOLDER)
     with job.watch_progress(lambda: len(list((out / ".parts").glob("mic_*.json"))), cfg.n_micrographs,
                             "simulated micrographs"):
-        run_simulation(cfg, out, device=job.device, progress=False, command_line=[SPEC.name, *sys.argv[1:]])
+        run_simulation(cfg, out, device=job.device, command_line=[SPEC.name, *sys.argv[1:]])
     return out
 
 
@@ -118,7 +118,7 @@ def run(job: RelionJob) -> None:
             return int(log[-1]["step"]) if log else 0
 
         with job.watch_progress(step, prm.steps, "training steps", poll_s=2.0):
-            train_translator(cfg, sim, real, model, device=job.device, resume=resume, progress=False,
+            train_translator(cfg, sim, real, model, device=job.device, resume=resume,
                              command=[SPEC.name, *sys.argv[1:]])
     job.check_abort()
     out = job.path(DATASET_FOLDER)
@@ -126,7 +126,7 @@ def run(job: RelionJob) -> None:
     job.log(f"translating {n_mics} simulated micrograph(s) with {model}")
     with job.watch_progress(lambda: len(list((out / ".parts").glob("translate_*.json"))), n_mics,
                             "translated micrographs"):
-        apply_translator(model, sim, out, device=job.device, progress=False, command=[SPEC.name, *sys.argv[1:]])
+        apply_translator(model, sim, out, device=job.device, command=[SPEC.name, *sys.argv[1:]])
     job.check_abort()
     nodes = publish_dataset(job, out)
     job.log(f"wrote {nodes['particles'][0]} and {nodes['micrographs'][0]}")
