@@ -67,7 +67,7 @@ def format_event(ev: ProgressEvent, elapsed_s: float | None = None, left_s: floa
 class LineProgress:
     """Writes events as plain lines (see :func:`format_event`) to ``write`` (default: stdout), at most one line per
     task every ``interval_s`` seconds, plus the first and the last of each task, with the time since the task's
-    first event and an estimate of the time left. Suits log files."""
+    first event and an estimate of the time left. A finished task's name may be used again. Suits log files."""
 
     def __init__(self, write: Callable[[str], None] | None = None, interval_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -88,6 +88,8 @@ class LineProgress:
         left = None
         if ev.total and done0 < ev.done < ev.total:
             left = elapsed / (ev.done - done0) * (ev.total - ev.done)
+        if ev.finished:  # a task of the same name may run again: it starts afresh
+            del self._first[ev.task], self._last[ev.task]
         self._write(format_event(ev, elapsed, left))
 
 
