@@ -10,7 +10,7 @@ import sys
 
 from genem.io.errors import GenemInputError
 
-COMMANDS = ("simulate", "translate", "denoise")
+COMMANDS = ("simulate", "translate", "denoise", "pick")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluators = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("evaluate_"))
     if evaluators:
-        ev = sub.add_parser("evaluate", help="measure realism or restoration quality")
+        ev = sub.add_parser("evaluate", help="measure realism, restoration or picking quality")
         evsub = ev.add_subparsers(dest="what", required=True)
         for m in evaluators:
             importlib.import_module(f"genem.cli.{m}").add_parser(evsub)

@@ -14,15 +14,36 @@ from pathlib import Path
 TMP_MARK = ".tmp-"
 
 
+def _process_umask() -> int:
+    """The process's umask (read without changing it where /proc allows; else set and restore at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: 0o666 less the umask (``mkstemp`` gives 0o600)."""
+    return 0o666 & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds. The file gets
+    the mode of an ordinary new file (the umask applies), not ``mkstemp``'s 0600, so group members and service
+    users (a cryoSPARC instance) can read results."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.parent, suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, ordinary_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

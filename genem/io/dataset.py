@@ -28,7 +28,7 @@ import pandas as pd
 
 from .errors import GenemInputError
 from .mrc import read_mrc, read_stack_images
-from .star import merge_optics, read_star, split_image_name
+from .star import MICROGRAPH_PIXEL_SIZE_COLUMNS, merge_optics, read_star, split_image_name, star_pixel_sizes_A
 
 MICROGRAPHS_DIR = "Micrographs"
 CLEAN_DIR = "Clean"
@@ -68,7 +68,7 @@ class GenemDataset:
 
     @property
     def pixel_size_A(self) -> float:
-        return float(self.micrographs_optics()["rlnMicrographPixelSize"].iloc[0])
+        return float(star_pixel_sizes_A(None, self.micrographs_optics(), MICROGRAPH_PIXEL_SIZE_COLUMNS)[0])
 
     def micrographs_optics(self) -> pd.DataFrame:
         return read_star(self.root / "micrographs.star")["optics"]

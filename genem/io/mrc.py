@@ -1,6 +1,7 @@
 """MRC reading and writing on top of ``mrcfile``, with clear errors and atomic writes."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import mrcfile
@@ -10,8 +11,19 @@ from .atomic import atomic_path
 from .errors import GenemInputError
 
 
+#: an MRC header pixel size this close to 1.0 A is taken as "not set" (mrcfile's and many programs' default)
+UNSET_HEADER_PIXEL_SIZE_A = 1.0
+
+
+def header_pixel_size_A(voxel_size_A: float) -> float | None:
+    """The pixel size an MRC header states, or None when it states none (0 or 1.0 A/px: the unset defaults)."""
+    vs = float(voxel_size_A)
+    return vs if vs > 0 and abs(vs - UNSET_HEADER_PIXEL_SIZE_A) > 1e-6 else None
+
+
 def read_mrc(path, *, pixel_size_A: float | None = None, permissive: bool = True):
-    """Return ``(data float32, pixel_size_A or None)``; ``pixel_size_A`` overrides the header."""
+    """Return ``(data float32, pixel_size_A or None)``; ``pixel_size_A`` overrides the header
+    (:func:`header_pixel_size_A`)."""
     path = Path(path)
     if not path.exists():
         raise GenemInputError(path, "file not found")
@@ -26,15 +38,25 @@ def read_mrc(path, *, pixel_size_A: float | None = None, permissive: bool = True
     except Exception as e:  # mrcfile raises ValueError / EOFError on corrupt files
         raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__}: {e})".splitlines()[0]) from None
     if pixel_size_A is None:
-        pixel_size_A = vs if vs > 0 and abs(vs - 1.0) > 1e-6 else None
+        pixel_size_A = header_pixel_size_A(vs)
     if not np.all(np.isfinite(data)):
         raise GenemInputError(path, "contains NaN or infinite values")
     return data, pixel_size_A
 
 
 def read_mrc_header_shape(path):
-    with mrcfile.mmap(path, permissive=True, mode="r") as m:
-        return tuple(m.data.shape), float(m.voxel_size.x)
+    """``(data shape, header voxel size in A)`` of an MRC file, by memory map."""
+    try:
+        with mrcfile.mmap(path, permissive=True, mode="r") as m:
+            return tuple(int(v) for v in m.data.shape), float(m.voxel_size.x)
+    except Exception as e:
+        raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__})") from None
+
+
+def read_stack_shape(path) -> tuple[tuple[int, int, int], float]:
+    """``((n, height, width), header voxel size in A)`` of an image stack (a single 2D image counts as one)."""
+    shape, vs = read_mrc_header_shape(path)
+    return ((1,) + shape if len(shape) == 2 else shape), vs
 
 
 def write_mrc(path, data, pixel_size_A: float, *, dtype=np.float32) -> None:
@@ -53,7 +75,8 @@ def write_mrc(path, data, pixel_size_A: float, *, dtype=np.float32) -> None:
 
 
 def read_stack_images(path, indices) -> np.ndarray:
-    """Read the given 0-based images from a 2D stack (or a single 2D image) by memory map."""
+    """Read the given 0-based images from a 2D stack (or a single 2D image) by memory map; NaN or infinite
+    values are a GenemInputError."""
     path = Path(path)
     if not path.exists():
         raise GenemInputError(path, "image stack not found")
@@ -65,8 +88,24 @@ def read_stack_images(path, indices) -> np.ndarray:
             idx = np.asarray(indices, dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= d.shape[0]):
                 raise GenemInputError(path, f"image index {int(idx.max()) + 1} out of range (stack has {d.shape[0]} images)")
-            return np.asarray(d[idx], dtype=np.float32)
+            order = np.argsort(idx)  # the file in order: one pass over the memory map
+            out = np.empty((len(idx),) + d.shape[1:], np.float32)
+            out[order] = d[idx[order]]
     except GenemInputError:
         raise
     except Exception as e:
         raise GenemInputError(path, f"not a readable MRC stack ({type(e).__name__})") from None
+    if not np.all(np.isfinite(out)):
+        raise GenemInputError(path, "contains NaN or infinite values")
+    return out
+
+
+@contextlib.contextmanager
+def new_stack_mmap(path, shape, pixel_size_A: float):
+    """Create an image stack (float32, ``shape`` = (n, h, w)) at ``path`` and yield its memory-mapped data; the
+    header statistics are written when the block ends."""
+    with mrcfile.new_mmap(path, shape=tuple(shape), mrc_mode=2, overwrite=True) as m:
+        m.set_image_stack()
+        m.voxel_size = float(pixel_size_A)
+        yield m.data
+        m.update_header_stats()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import starfile
 
@@ -48,6 +49,33 @@ def merge_optics(optics: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFram
         return rows.copy()
     extra = [c for c in optics.columns if c not in rows.columns or c == "rlnOpticsGroup"]
     return rows.merge(optics[extra], on="rlnOpticsGroup", how="left")
+
+
+#: where RELION keeps the pixel size of particle images and of micrographs (first found wins)
+IMAGE_PIXEL_SIZE_COLUMNS = ("rlnImagePixelSize", "rlnPixelSize")
+MICROGRAPH_PIXEL_SIZE_COLUMNS = ("rlnMicrographPixelSize",)
+
+
+def star_pixel_sizes_A(optics: pd.DataFrame | None, rows: pd.DataFrame,
+                       columns=IMAGE_PIXEL_SIZE_COLUMNS) -> np.ndarray:
+    """Pixel size (A) of each row: from the row's own column, else its optics group's (a table without
+    rlnOpticsGroup takes the first optics group's), else RELION 3.0's rlnDetectorPixelSize (um) and
+    rlnMagnification; NaN where none says."""
+    n = len(rows)
+    for col in columns:
+        if col in rows.columns:
+            return rows[col].to_numpy(np.float64)
+    if optics is not None and len(optics):
+        for col in columns:
+            if col not in optics.columns:
+                continue
+            if "rlnOpticsGroup" not in rows.columns:
+                return np.full(n, float(optics[col].iloc[0]))
+            lut = dict(zip(optics["rlnOpticsGroup"].astype(int), optics[col].astype(float)))
+            return np.array([lut.get(int(g), np.nan) for g in rows["rlnOpticsGroup"]], dtype=np.float64)
+    if "rlnDetectorPixelSize" in rows.columns and "rlnMagnification" in rows.columns:
+        return rows["rlnDetectorPixelSize"].to_numpy(np.float64) * 1e4 / rows["rlnMagnification"].to_numpy(np.float64)
+    return np.full(n, np.nan)
 
 
 def write_star(path, blocks: dict[str, pd.DataFrame]) -> None:

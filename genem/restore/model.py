@@ -17,6 +17,7 @@ from .schedule import DiffusionSchedule
 from .unet import UNet, UNetConfig
 
 FORMAT = "genem-denoiser-1"
+MAX_UPSAMPLING = 1.5  # refuse images whose pixels are coarser than the model's by more than this factor
 MODEL_FILE = "model.pt"
 DEFAULT_MODEL_DIR = Path(__file__).with_name("default_model")
 
@@ -41,6 +42,19 @@ class Denoiser:
         if self.postprocess is not None:
             s = max(s, self.postprocess.config.stride)
         return s
+
+    def check_pixel_size(self, pixel_size_A: float, source) -> None:
+        """Refuse images whose pixels are coarser than the model's by more than :data:`MAX_UPSAMPLING`."""
+        if pixel_size_A > MAX_UPSAMPLING * self.pixel_size_A:
+            raise GenemInputError(source, f"pixel size {pixel_size_A:.3f} A is coarser than the model's "
+                                          f"{self.pixel_size_A:.3f} A by more than {MAX_UPSAMPLING}x; "
+                                          "use a model trained at this pixel size")
+
+    def box_for(self, box_px: int, pixel_size_A: float) -> int:
+        """Box (even) at the model's pixel size covering the field of view of ``box_px`` pixels of ``pixel_size_A``;
+        the images are resampled when it differs from ``box_px``."""
+        b = int(round(box_px * pixel_size_A / self.pixel_size_A / 2)) * 2
+        return max(b, 2 * self.stride)
 
     def to(self, device):
         self.diffusion.to(device)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genem.io import GenemInputError, write_json_atomic
+from genem.io import GenemInputError, read_particle_ctf_table, write_json_atomic
 from genem.progress import ProgressCallback
 from genem.simulate.config import SimulationConfig, StructureSpec, range_bounds
 
@@ -25,38 +25,6 @@ SPECIMEN_DOSE_E_PER_A2 = (2.0, 20.0)
 PARTICLES_PER_MICROGRAPH = 120
 #: micrograph side in particle boxes: 120 particles cover 12% of a 32 x 32-box micrograph (2048 px at box 64)
 MICROGRAPH_SIDE_BOXES = 32
-
-
-def read_particle_ctf_table(path) -> pd.DataFrame:
-    """RELION-named CTF columns (rlnVoltage, rlnSphericalAberration, rlnAmplitudeContrast, rlnDefocusU/V), one
-    row per particle, from a RELION particles STAR (optics groups merged) or a cryoSPARC particles ``.cs``."""
-    from genem.io.star import merge_optics, read_particles_star
-
-    path = Path(path)
-    if not path.exists():
-        raise GenemInputError(path, "file not found")
-    if path.suffix.lower() == ".cs":
-        from genem.io.cs import read_cs
-
-        ds = read_cs(path)
-        fields = set(ds.fields())
-        need = {"ctf/accel_kv": "rlnVoltage", "ctf/cs_mm": "rlnSphericalAberration",
-                "ctf/amp_contrast": "rlnAmplitudeContrast", "ctf/df1_A": "rlnDefocusU", "ctf/df2_A": "rlnDefocusV"}
-        missing = [f for f in need if f not in fields]
-        if missing:
-            raise GenemInputError(path, f"no {missing[0]} field (the particles need CTF parameters)")
-        rows = pd.DataFrame({col: np.asarray(ds[f], np.float64) for f, col in need.items()})
-    elif path.suffix.lower() == ".star":
-        optics, parts = read_particles_star(path)
-        rows = merge_optics(optics, parts)
-        for col in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnDefocusU", "rlnDefocusV"):
-            if col not in rows.columns:
-                raise GenemInputError(path, f"no {col} column (the particles need CTF parameters)")
-    else:
-        raise GenemInputError(path, "give particles as a RELION .star or a cryoSPARC .cs (with CTF parameters)")
-    if len(rows) == 0:
-        raise GenemInputError(path, "no particles")
-    return rows
 
 
 def imaging_conditions(rows: pd.DataFrame, source="particles", percentile: float = 2.0) -> dict:

@@ -217,7 +217,7 @@ def write_dataset_tables(root: Path, cfg: SimulationConfig, mic_rows: list, part
     parts = pd.DataFrame(part_rows)
     write_star(root / "particles.star", {"optics": _optics(cfg, particles=True), "particles": parts})
     try:
-        from genem.io.cs import write_particles_cs
+        from genem.io.cs_convert import write_particles_cs
     except ImportError:  # the cryoSPARC conversion module is optional until it lands
         write_particles_cs = None
     if write_particles_cs is not None and len(parts):

@@ -22,12 +22,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from genem.io import GenemInputError, read_particles_star, read_star, write_star
-from genem.io.cs import micrograph_shapes_px
-from genem.io.star import split_image_name
-
-from .convert import (
-    UID_COLUMN, cs_dataset_to_star, format_uid, merge_into, micrographs_star_to_cs_dataset, star_to_cs_dataset,
+from genem.io.cs import blob_paths, format_uid, merge_into
+from genem.io.cs_convert import (
+    UID_COLUMN, cs_dataset_to_star, micrograph_shapes_px, micrographs_star_to_cs_dataset, star_to_cs_dataset,
 )
+from genem.io.particles import image_files
 
 OUTPUT_SUBDIR = "genem"  # engine outputs go to <project>/<job uid>/genem/...
 #: The engine CLI writes progress as plain lines (what run_engine passes on to the job's event log).
@@ -128,7 +127,7 @@ def fill_output(job, name: str, dset):
 def localize_inputs(project, dset, work: Path, project_dir=None, log: JobLog | None = None) -> Path:
     """Return a folder under which every ``blob/path`` of ``dset`` exists: the project directory if it is mounted
     here (``project_dir`` or the one the server reports), otherwise a cache that the files are downloaded into."""
-    paths = sorted({str(p) for p in dset["blob/path"]})
+    paths = sorted(set(blob_paths(dset)))
     if project_dir is not None:
         root = Path(project_dir)
         missing = [p for p in paths if not (root / p).is_file()]
@@ -158,7 +157,7 @@ def _dataset_outputs(job, folder: Path, log: JobLog) -> None:
     optics, parts = read_particles_star(folder / "particles.star")
     mic_names = sorted({str(s) for s in parts.get("rlnMicrographName", [])})
     shapes = micrograph_shapes_px(folder, mic_names) if mic_names else None
-    stacks = {split_image_name(str(s))[1] for s in parts["rlnImageName"]}
+    stacks = image_files(parts)
     extras = [str(p.relative_to(folder)) for p in sorted((folder / "ground_truth").glob("*.mrc"))]
     extras += [n for n in ("particles.star", "micrographs.star", "manifest.json", "preview.png")
                if (folder / n).is_file()]
@@ -252,8 +251,7 @@ def denoise_job(cs, project_uid: str, workspace_uid: str, *, particles: str, mod
             if len(p2) != len(inp):
                 raise RuntimeError("denoise output lost the particle ids (rlnGenemCsUid) and changed the row count")
             p2[UID_COLUMN] = [format_uid(u) for u in inp["uid"]]
-        stacks = {split_image_name(str(s))[1] for s in p2["rlnImageName"]}
-        upload_files(job, out_dir, stacks, log)
+        upload_files(job, out_dir, image_files(p2), log)
         new = star_to_cs_dataset(o2, p2, path_prefix=str(PurePosixPath(job.uid) / OUTPUT_SUBDIR) + "/",
                                  source=str(out_star))
         merged = merge_into(inp, new, slots=["blob"])

@@ -22,10 +22,11 @@ import numpy as np
 from cryosparc.dataset import Dataset
 
 from genem.io import GenemInputError, atomic_path, read_particles_star, read_star, write_star, write_text_atomic
-from genem.io.cs import micrograph_shapes_px, read_cs
-from genem.io.star import split_image_name
-
-from .convert import cs_dataset_to_star, merge_into, micrographs_star_to_cs_dataset, star_to_cs_dataset
+from genem.io.cs import blob_paths, merge_into, read_cs, write_cs
+from genem.io.cs_convert import (
+    cs_dataset_to_star, micrograph_shapes_px, micrographs_star_to_cs_dataset, star_to_cs_dataset,
+)
+from genem.io.particles import image_files
 
 LINK_MODES = ("hardlink", "copy", "symlink")
 
@@ -84,12 +85,6 @@ def _yaml_str(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
-def _save_dataset(path: Path, dset: Dataset) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            dset.save(f)
-
-
 def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, link: str = "hardlink",
                    include_micrographs: bool = True) -> dict:
     """Export ``src`` (folder with particles.star, or the STAR) to ``out_dir`` for Import Result Group.
@@ -108,7 +103,7 @@ def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, li
         raise GenemInputError(star, "no particles to export")
     out.mkdir(parents=True, exist_ok=True)
 
-    files = sorted({_inside(root, split_image_name(str(s))[1], star) for s in parts["rlnImageName"]})
+    files = sorted({_inside(root, f, star) for f in image_files(parts)})
     mic_star = root / "micrographs.star"
     mic_names: list[str] = []
     shapes = None
@@ -130,7 +125,7 @@ def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, li
     slots = [s for s in ("blob", "ctf", "alignments3D", "location") if s in dset.prefixes()]
     slots += [s for s in dset.prefixes() if s not in slots]
     cs_name = f"{name}_particles.cs"
-    _save_dataset(out / cs_name, dset)
+    write_cs(out / cs_name, dset)
     result = {}
     write_text_atomic(out / f"{name}_particles.csg", csg_text(
         name="particles", title=f"GenEM particles ({name})", description=f"GenEM export of {star}",
@@ -145,7 +140,7 @@ def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, li
             mdset = micrographs_star_to_cs_dataset(b.get("optics"), mics, micrograph_shape_px=shapes,
                                                    path_prefix=">", source=str(mic_star))
             mcs = f"{name}_micrographs.cs"
-            _save_dataset(out / mcs, mdset)
+            write_cs(out / mcs, mdset)
             write_text_atomic(out / f"{name}_micrographs.csg", csg_text(
                 name="micrographs", title=f"GenEM micrographs ({name})", description=f"GenEM export of {mic_star}",
                 group_type="exposure", results={"micrograph_blob": mcs, "ctf": mcs}, n=len(mdset)))
@@ -158,7 +153,7 @@ def guess_project_dir(cs_path: Path, dset: Dataset, project_dir=None) -> Path:
     (a cryoSPARC job folder sits in the project directory), whichever holds the first image file."""
     if project_dir is not None:
         return Path(project_dir)
-    paths = [str(p) for p in dset["blob/path"][:1]] if len(dset) else []
+    paths = blob_paths(dset)[:1] if len(dset) else []
     if not paths or paths[0].startswith(">") or os.path.isabs(paths[0]):
         return cs_path.parent
     for cand in (cs_path.parent, cs_path.parent.parent):
@@ -176,7 +171,7 @@ def import_particles(cs_path, out_dir, *, project_dir=None) -> Path:
     out = Path(out_dir)
     if out.resolve() == cs_path.parent.resolve():
         raise GenemInputError(out, "choose an output folder other than the input's folder")
-    paths = [str(p) for p in dset["blob/path"]] if "blob/path" in dset.fields() else []
+    paths = blob_paths(dset) if "blob/path" in dset.fields() else []
     for p in sorted(set(paths)):
         full = (cs_path.parent / p[1:]) if p.startswith(">") else (Path(p) if os.path.isabs(p) else base / p)
         if not full.is_file():
@@ -188,6 +183,6 @@ def import_particles(cs_path, out_dir, *, project_dir=None) -> Path:
     root = cs_path.parent if gt.any() else base
     optics, parts = cs_dataset_to_star(dset, project_root=root, star_root=out, source=str(cs_path))
     out.mkdir(parents=True, exist_ok=True)
-    _save_dataset(out / "input.cs", dset)
+    write_cs(out / "input.cs", dset)
     write_star(out / "particles.star", {"optics": optics, "particles": parts})
     return out / "particles.star"

@@ -66,7 +66,7 @@ SPEC = ProgramSpec(
 
 def build_config(job: RelionJob):
     """Map the job's inputs and parameters onto a SimulationConfig (validated by the engine)."""
-    from genem.io.mrc import read_mrc_header_shape
+    from genem.io.mrc import header_pixel_size_A, read_mrc_header_shape
     from genem.simulate import SimulationConfig, StructureSpec
 
     prm = job.params
@@ -92,7 +92,7 @@ def build_config(job: RelionJob):
                 _, px = read_mrc_header_shape(ref)
             except Exception:
                 raise GenemInputError(ref, "not a readable MRC map") from None
-            px = prm.map_pixel_size or (px if px > 0 and abs(px - 1.0) > 1e-6 else None)
+            px = prm.map_pixel_size or header_pixel_size_A(px)
             if px:
                 base["pixel_size_A"] = float(px)
     elif prm.model is not None:

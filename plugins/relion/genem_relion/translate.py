@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from genem.io import GenemInputError, read_star
+from genem.io.star import MICROGRAPH_PIXEL_SIZE_COLUMNS, star_pixel_sizes_A
 
 from .arguments import Param, ProgramSpec
 from .lifecycle import RelionJob
@@ -88,9 +89,9 @@ def real_micrographs(job: RelionJob) -> tuple[list[str], float | None]:
         if not Path(n).is_file():
             raise GenemInputError(n, f"micrograph listed in {star} not found")
     px = job.params.real_pixel_size
-    optics = blocks.get("optics")
-    if px is None and optics is not None and "rlnMicrographPixelSize" in optics.columns:
-        px = float(optics["rlnMicrographPixelSize"].iloc[0])
+    if px is None:  # the first micrograph's (NaN, unknown, is not > 0)
+        px = next((float(p) for p in star_pixel_sizes_A(blocks.get("optics"), mics, MICROGRAPH_PIXEL_SIZE_COLUMNS)[:1]
+                   if p > 0), None)
     return names, px
 
 
