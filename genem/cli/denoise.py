@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from .defaults import config_help, given, keyword_help
+from .progress import add_progress_flag, progress_from_args
 
 
 def add_parser(subparsers) -> None:
@@ -67,7 +68,7 @@ def add_parser(subparsers) -> None:
                    help="keep OUT/specimen_data after training (default: deleted once the model is written; "
                         "OUT/specimen_simulation.json holds its exact, seeded configuration)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    t.add_argument("--no-progress", action="store_true")
+    add_progress_flag(t)
     t.set_defaults(func=run_train)
 
     a = sub.add_parser("apply", help="denoise particles (STAR, .cs, .mrcs) or micrographs")
@@ -93,7 +94,7 @@ def add_parser(subparsers) -> None:
                    help="continue an interrupted particle run in --out (same settings; finished stacks are kept)")
     a.add_argument("--threads", type=int, default=None)
     a.add_argument("--device", default="cpu")
-    a.add_argument("--no-progress", action="store_true")
+    add_progress_flag(a)
     a.set_defaults(func=run_apply)
 
 
@@ -130,6 +131,7 @@ def run_train(args) -> int:
         cfg = TrainConfig(**kw)
     except ValueError as e:
         raise GenemInputError("arguments", str(e)) from None
+    progress = progress_from_args(args)
     init = None
     if args.init:
         init = Denoiser.load(None if args.init == "default" else args.init)
@@ -144,12 +146,11 @@ def run_train(args) -> int:
         check_model_folder(args.out, args.resume)  # before the simulation, not after it
         data.append(simulate_specimen_pairs(args.structure, args.like, args.out, init,
                                             map_pixel_size_A=args.map_pixel_size_A, seed=cfg.seed,
-                                            progress=not args.no_progress, command_line=["genem"] + sys.argv[1:],
+                                            progress=progress, command_line=["genem"] + sys.argv[1:],
                                             **given(args, n_particles="simulate_particles")))
     elif not data:
         raise GenemInputError("arguments", "give --data (GenEM dataset folders) or --structure with --like")
-    path = train_denoiser(data, args.out, cfg, device=args.device, resume=args.resume,
-                          progress=not args.no_progress, init=init)
+    path = train_denoiser(data, args.out, cfg, device=args.device, resume=args.resume, progress=progress, init=init)
     if args.structure and not args.keep_specimen_data:
         import shutil
 
@@ -164,7 +165,7 @@ def run_apply(args) -> int:
     _threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
     kw = dict(steps=args.steps, postprocess=not args.no_postprocess, invert_contrast=args.invert_contrast,
-              root=args.root, pixel_size_A=args.pixel_size_A, progress=not args.no_progress,
+              root=args.root, pixel_size_A=args.pixel_size_A, progress=progress_from_args(args),
               **given(args, "seed", n_samples="samples"))
     if args.particles:
         out = denoise_particles(args.particles, args.out, model, resume=args.resume, **given(args, "batch_size"),

@@ -5,6 +5,7 @@ import json
 import sys
 
 from .defaults import given, keyword_help
+from .progress import add_progress_flag, progress_from_args
 
 
 def add_parser(subparsers) -> None:
@@ -29,6 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, help=evaluate_help("seed"))
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu")
+    add_progress_flag(p)
     p.set_defaults(func=run)
 
 
@@ -41,7 +43,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
     res = evaluate_denoiser(model, args.data, args.out, steps=args.steps, dihedral=args.dihedral,
-                            topaz=not args.no_topaz, **given(args, "max_particles", "compare_steps", "seed",
+                            topaz=not args.no_topaz, progress=progress_from_args(args), **given(args, "max_particles", "compare_steps", "seed",
                                                              n_samples_mean="mean_of"))
     table = {k: v["psnr_dB"] for k, v in res["methods"].items()}
     print(json.dumps({"psnr_dB": table, **res["summary"]}, indent=1))

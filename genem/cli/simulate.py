@@ -9,6 +9,7 @@ from genem.io.dataset import DatasetWriter
 from genem.io.errors import GenemInputError
 
 from .defaults import config_help
+from .progress import add_progress_flag, progress_from_args
 
 
 def _range(text: str):
@@ -95,7 +96,7 @@ def add_parser(sub):
     p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: do micrographs with index %% n == i "
                    "(default: 0/1, all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_flag(p)
     p.set_defaults(func=run)
     return p
 
@@ -134,7 +135,7 @@ def run(args) -> int:
     from genem.simulate import run_simulation
 
     cfg = config_from_args(args)
-    root = run_simulation(cfg, args.out, shard=args.shard, device=args.device, progress=not args.no_progress,
+    root = run_simulation(cfg, args.out, shard=args.shard, device=args.device, progress=progress_from_args(args),
                           command_line=["genem"] + sys.argv[1:], log=lambda line: print(f"genem simulate: {line}"))
     if DatasetWriter(root).is_complete:
         print(f"genem simulate: wrote {root}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from genem.io.errors import GenemInputError
 
 from .defaults import config_help, given, keyword_help
+from .progress import add_progress_flag, progress_from_args
 
 
 def _device(text: str) -> str:
@@ -63,7 +64,7 @@ def add_parser(sub):
     t.add_argument("--seed", type=int, help=train_help("seed"))
     t.add_argument("--device", type=_device, default="cpu")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flag(t)
     t.set_defaults(func=run_train)
 
     a = tsub.add_parser("apply", help="translate a simulated folder with a trained model")
@@ -78,7 +79,7 @@ def add_parser(sub):
     a.add_argument("--context-px", type=int, help=apply_help("context_px", "discarded border per tile (>= receptive "
                                                                            "radius)"))
     a.add_argument("--blend-px", type=int, help=apply_help("blend_px", "cross-fade width between tiles"))
-    a.add_argument("--quiet", action="store_true")
+    add_progress_flag(a)
     a.set_defaults(func=run_apply)
 
 
@@ -103,7 +104,7 @@ def run_train(args):
     except ValueError as e:
         raise GenemInputError("translate train", str(e)) from None
     out = train_translator(cfg, args.simulated, args.real, args.out, device=args.device, resume=args.resume,
-                           progress=not args.quiet, command=sys.argv)
+                           progress=progress_from_args(args), command=sys.argv)
     print(f"genem translate train: wrote {out / 'model.pt'}")
     return 0
 
@@ -112,7 +113,7 @@ def run_apply(args):
     from genem.translate import apply_translator
 
     try:
-        out = apply_translator(args.model, args.simulated, args.out, device=args.device, progress=not args.quiet,
+        out = apply_translator(args.model, args.simulated, args.out, device=args.device, progress=progress_from_args(args),
                                command=sys.argv, **given(args, "tile_px", "context_px", "blend_px"))
     except ValueError as e:
         raise GenemInputError("translate apply", str(e)) from None

@@ -17,23 +17,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genem.ops import normalize_image_2d, radial_power_spectrum_2d
+
 HIST_RANGE = (-6.0, 6.0)
 HIST_BINS = 240
 
 
 def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
-    """Each tile (..., H, W) to zero mean, unit standard deviation."""
-    x = np.asarray(tiles, np.float64)
-    x = x - x.mean(axis=(-2, -1), keepdims=True)
-    s = x.std(axis=(-2, -1), keepdims=True)
-    return (x / np.where(s > 0, s, 1.0)).astype(np.float32)
+    """Each tile (..., H, W) to zero mean, unit standard deviation (float32; statistics in float64)."""
+    return normalize_image_2d(np.asarray(tiles, np.float64))[0].astype(np.float32)
 
 
 def compute_raps_2d(images: np.ndarray, *, window: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Radially averaged power spectrum of square images (..., N, N).
+    """Radially averaged power spectrum (:func:`genem.ops.radial_power_spectrum_2d`) of square images (..., N, N),
+    mean-subtracted and, with ``window``, multiplied by a 2D Hann window first.
 
-    Returns ``(frequency cycles/pixel (N//2,), raps (..., N//2))``; ring k holds |F|^2 at radius in [k-0.5, k+0.5)
-    (k = 0 is DC). Images are mean-subtracted and, with ``window``, multiplied by a 2D Hann window.
+    Returns ``(frequency cycles/pixel (N//2,), raps (..., N//2))``; ring k holds |F|^2 / N^2 at radius in
+    [k-0.5, k+0.5) (k = 0 is DC).
     """
     x = np.asarray(images, np.float64)
     n = x.shape[-1]
@@ -43,17 +43,7 @@ def compute_raps_2d(images: np.ndarray, *, window: bool = True) -> tuple[np.ndar
     if window:
         w1 = np.hanning(n)
         x = x * np.outer(w1, w1)
-    p = np.abs(np.fft.fft2(x)) ** 2 / (n * n)
-    f = np.fft.fftfreq(n)
-    r = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2) * n
-    ring = np.rint(r).astype(np.int64)
-    nb = n // 2
-    keep = ring < nb
-    counts = np.bincount(ring[keep], minlength=nb)
-    flat = p.reshape(-1, n * n)[:, keep.reshape(-1)]
-    sums = np.stack([np.bincount(ring[keep], weights=row, minlength=nb) for row in flat])
-    raps = (sums / np.maximum(counts, 1)).reshape(x.shape[:-2] + (nb,))
-    return np.arange(nb) / n, raps
+    return np.arange(n // 2) / n, radial_power_spectrum_2d(x)[..., :n // 2]
 
 
 def mean_log_raps(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

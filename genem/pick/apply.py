@@ -22,7 +22,7 @@ from genem.io import GenemInputError, write_json_atomic, write_star
 from genem.io.atomic import atomic_path
 from genem.progress import ProgressCallback, report
 
-from .images import MicrographInput, collect_micrographs, prepare_micrograph, read_image
+from .images import collect_micrographs, prepare_micrograph, read_image
 from .outdir import claim_out_dir
 
 OUTPUT_NAMES = ("picks", "coordinates.star", "particles.cs", "preview.png", "picks.json")

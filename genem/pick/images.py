@@ -14,6 +14,7 @@ import numpy as np
 from genem.io import GenemInputError, read_mrc, read_star
 from genem.io.mrc import read_mrc_header_shape
 from genem.io.star import merge_optics
+from genem.ops import resample_fourier_2d
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".map")
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -157,16 +158,12 @@ def fourier_bin(image: np.ndarray, pixel_size_A: float, target_pixel_size_A: flo
     """Resample ``image`` to ``target_pixel_size_A`` by cropping (or padding) its spectrum. Returns the binned
     image and ``(scale_y, scale_x)``: input pixels per output pixel, so that input ``x = x_binned * scale_x``
     (pixel 0 stays pixel 0 in this resampling)."""
-    import torch
-
-    from genem.restore.apply import _resample_rect as resample_fourier_rect  # the engine's one rectangular resampler
-
     h, w = image.shape
     f = float(pixel_size_A) / float(target_pixel_size_A)
     nh, nw = max(8, int(round(h * f))), max(8, int(round(w * f)))
     if (nh, nw) == (h, w):
         return image.astype(np.float32), (1.0, 1.0)
-    out = resample_fourier_rect(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), nh, nw).numpy()
+    out = resample_fourier_2d(np.ascontiguousarray(image, dtype=np.float32), (nh, nw), centered=False)
     return out.astype(np.float32), (h / nh, w / nw)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from genem.io import GenemInputError, read_particle_ctf_table, write_json_atomic
+from genem.progress import ProgressCallback
 from genem.simulate.config import SimulationConfig, StructureSpec, range_bounds
 
 #: the dose range (e/A^2) of the simulated training micrographs: whole-box particle SNR about 0.01-0.1
@@ -66,7 +67,8 @@ def specimen_simulation_config(structure, conditions: dict, *, pixel_size_A: flo
 
 
 def simulate_specimen_pairs(structure, like, model_dir, model, *, n_particles: int = 3600,
-                            map_pixel_size_A: float | None = None, seed: int = 0, progress: bool = True,
+                            map_pixel_size_A: float | None = None, seed: int = 0,
+                            progress: ProgressCallback | None = None,
                             command_line=None) -> Path:
     """Simulate training pairs of ``structure`` as the ``like`` particles were imaged, at ``model``'s pixel size and
     box, into ``model_dir/specimen_data`` (a GenEM dataset folder; a rerun finishes an interrupted simulation),

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
 from genem.io.dataset import CLEAN_IMAGE_COLUMN, PARTICLES_STAR
+from genem.ops import normalize_background_pair_2d
+from genem.progress import ProgressCallback, report
 
 from .model import Denoiser
-from .normalize import normalize_pair
 from .postprocess import PostProcessor, postprocess_config
 from .schedule import PREDICTIONS, SCHEDULES, DiffusionSchedule
 from .unet import UNet, UNetConfig
@@ -125,7 +126,7 @@ def load_training_pairs(data_dirs, max_particles: int = 20000, seed: int = 0) ->
         c = torch.from_numpy(ds.read_particle_images(rows, CLEAN_IMAGE_COLUMN))
         if noisy and n.shape[-1] != noisy[0].shape[-1]:
             raise GenemInputError(d, f"box {n.shape[-1]} px differs from the other datasets' {noisy[0].shape[-1]} px")
-        nn_, cn = normalize_pair(n, c)
+        nn_, cn = normalize_background_pair_2d(n, c)
         noisy.append(nn_)
         clean.append(cn)
         sources.append({"path": str(Path(d).resolve()), "particles": int(len(rows)),
@@ -182,12 +183,6 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
 
 
-def _progress(total, initial, desc, enabled):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, mininterval=2)
-
-
 def _split(pairs: PairSet, cfg: TrainConfig):
     g = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(len(pairs.noisy), generator=g)
@@ -208,7 +203,7 @@ def check_model_folder(out_dir, resume: bool) -> None:
 
 
 def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, device="cpu", resume: bool = False,
-                   progress: bool = True, pairs: PairSet | None = None, init: Denoiser | None = None) -> Path:
+                   progress: ProgressCallback | None = None, pairs: PairSet | None = None, init: Denoiser | None = None) -> Path:
     """Train a denoiser on dataset folders and write ``out_dir/model.pt`` (+ model.json, metrics in train.json).
 
     ``init``: start from this trained model's weights (fine-tuning, e.g. the shipped model on simulations of one's
@@ -254,7 +249,7 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
         step, losses = ck["step"], ck["losses"]
     if step < config.steps and ck_post.exists():
         ck_post.unlink()  # the post-processor must be trained on the final diffusion model's outputs
-    bar = _progress(config.steps, step, "diffusion", progress)
+    report(progress, "diffusion", step, config.steps, "step")
     model.train()
     while step < config.steps:
         idx = torch.randint(0, len(ntr), (config.batch_size,), generator=g)
@@ -273,14 +268,11 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
         _ema_update(ema, model, config.ema_decay if step > 50 else 0.0)
         losses.append(float(loss.detach()))
         step += 1
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        report(progress, "diffusion", step, config.steps, "step", loss=float(np.mean(losses[-20:])))
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save_ckpt(ck_diff, {"config": config.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
                                  "opt": opt.state_dict(), "rng": g.get_state(), "step": step, "losses": losses,
                                  "target_scale": target_scale})
-    bar.close()
     ema.eval()
     den = Denoiser(ema, sched, None, pairs.pixel_size_A, int(pairs.noisy.shape[-1]), target_scale,
                    config.sample_steps)
@@ -312,12 +304,11 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
     noisy, clean = ntr[sel], ctr[sel]
     # inputs: the diffusion output (default DDIM steps) of each training particle, in the model's scaled units
     outs = []
-    bar = _progress(m, 0, "post-process inputs", progress)
+    report(progress, "post-process inputs", 0, m, "image")
     for i in range(0, m, 64):
         outs.append(den.denoise_normalized(noisy[i:i + 64], steps=config.sample_steps, postprocess=False,
                                            seed=config.seed + i).cpu() * den.target_scale)
-        bar.update(len(outs[-1]))
-    bar.close()
+        report(progress, "post-process inputs", i + len(outs[-1]), m, "image")
     diffused = torch.cat(outs)
     torch.manual_seed(config.seed + 2)
     post = PostProcessor(postprocess_config(config.post_base_channels, config.channel_mults))
@@ -332,7 +323,7 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
         opt.load_state_dict(ck["opt"])
         g.set_state(ck["rng"])
         step, losses = ck["step"], ck["losses"]
-    bar = _progress(config.post_steps, step, "post-process", progress)
+    report(progress, "post-process", step, config.post_steps, "step")
     post.train()
     stacked = torch.stack([noisy, diffused, clean * den.target_scale], 1)
     while step < config.post_steps:
@@ -346,11 +337,10 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
         opt.step()
         losses.append(float(loss.detach()))
         step += 1
-        bar.update(1)
+        report(progress, "post-process", step, config.post_steps, "step")
         if step % config.checkpoint_every == 0 or step == config.post_steps:
             _save_ckpt(ck_post, {"model": post.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(),
                                  "step": step, "losses": losses})
-    bar.close()
     return post, losses
 
 

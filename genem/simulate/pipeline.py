@@ -22,6 +22,7 @@ from genem.physics.detector import read_mtf_star
 from genem.physics.ice import estimate_ice_thickness_icebreaker, random_ice_thickness_nm
 from genem.physics.projection import FourierProjector
 from genem.physics.rotations import sample_uniform_euler_relion
+from genem.progress import ProgressCallback, report
 
 from .config import (
     BOX_PER_DIAMETER, DEFAULT_PACKING_FRACTION, DEFAULT_PARTICLES_PER_MICROGRAPH, SimulationConfig, draw,
@@ -301,7 +302,7 @@ def _recorded_snr(noise_mode: str, snr: float, img) -> float:
 
 
 def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), device: str = "cpu",
-                   progress: bool = True, command_line=None, log=None) -> Path:
+                   progress: ProgressCallback | None = None, command_line=None, log=None) -> Path:
     """Simulate into ``out_dir``; returns the folder. Shard ``(i, n)`` does micrographs with index % n == i; the
     shard that completes the set writes the tables and the manifest (the completion mark). Re-running resumes.
     ``log`` (a callable taking one line) hears which defaults were chosen for the structure."""
@@ -322,13 +323,14 @@ def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), 
     else:
         out.write_record("config", cfg.to_dict())
     out.prepare()
-    todo = [i for i in range(i_shard, cfg.n_micrographs, n_shard) if not out.has_record(L.micrograph_stem(i))]
-    from tqdm import tqdm
-
+    mine = range(i_shard, cfg.n_micrographs, n_shard)
+    todo = [i for i in mine if not out.has_record(L.micrograph_stem(i))]
+    report(progress, "simulate", len(mine) - len(todo), len(mine), "mic")
     with torch.inference_mode():
-        for i in tqdm(todo, desc="simulate", unit="mic", disable=not progress, file=sys.stderr):
+        for k, i in enumerate(todo):
             img, mic_row, parts, spec = simulate_micrograph(cfg, prep, i)
             _write_micrograph(out, cfg, i, img, mic_row, parts, spec)
+            report(progress, "simulate", len(mine) - len(todo) + k + 1, len(mine), "mic")
     if all(out.has_record(L.micrograph_stem(i)) for i in range(cfg.n_micrographs)):
         _finalize(out, cfg, command_line, started)
     return root

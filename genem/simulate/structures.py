@@ -9,6 +9,7 @@ import numpy as np
 
 from genem.io.errors import GenemInputError
 from genem.io.mrc import read_mrc
+from genem.ops import resample_fourier_3d
 from genem.physics.potential import displace_solvent, potential_from_atoms, read_atomic_model
 
 MODEL_SUFFIXES = {".pdb", ".ent", ".cif", ".mmcif", ".pdbx"}
@@ -24,20 +25,6 @@ class Potential:
     pixel_size_A: float
     radius_A: float  # radius of the particle (95% of the potential)
     source: str
-
-
-def _fourier_resample(vol: np.ndarray, new_box: int) -> np.ndarray:
-    """Crop or pad the centred spectrum of a cubic volume to ``new_box`` (keeps the mean value)."""
-    n = vol.shape[0]
-    if new_box == n:
-        return vol
-    f = np.fft.fftshift(np.fft.fftn(vol))
-    out = np.zeros((new_box,) * 3, dtype=complex)
-    m = min(n, new_box)
-    so, do = n // 2 - m // 2, new_box // 2 - m // 2
-    out[do:do + m, do:do + m, do:do + m] = f[so:so + m, so:so + m, so:so + m]
-    res = np.real(np.fft.ifftn(np.fft.ifftshift(out))) * (new_box / n) ** 3
-    return res.astype(np.float32)
 
 
 def fit_volume_to_box(vol: np.ndarray, box: int) -> np.ndarray:
@@ -133,7 +120,7 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
         new_box += new_box % 2
         check_potential_box(path, new_box, f"the map ({n}^3 px at {px:g} A/px) spans {n * px:.0f} A; at "
                                            f"{pixel_size_A:g} A/px (check --map-pixel-size-A)")
-        vol = _fourier_resample(data - np.median(data), new_box)
+        vol = resample_fourier_3d(data - np.median(data), new_box, centered=False)
         env = vol > vol.mean() + 3 * vol.std()
         if not env.any():
             raise GenemInputError(path, "map has no density above its background")

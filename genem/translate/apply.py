@@ -26,8 +26,10 @@ from genem.io import GenemDataset, GenemInputError, read_mrc, write_mrc
 from genem.io import dataset as L
 from genem.io.dataset import DatasetWriter
 from genem.io.star import split_image_name
+from genem.ops import normalize_image_2d
+from genem.progress import ProgressCallback, report
 
-from .data import normalize_image, prepare_simulated_micrograph
+from .data import prepare_simulated_micrograph
 from .model import load_model
 from .tiling import translate_image_tiled
 
@@ -38,7 +40,7 @@ def translate_micrograph(generator, image_hw: np.ndarray, *, clip_sigma: float =
     x = prepare_simulated_micrograph(image_hw, clip_sigma)
     y = translate_image_tiled(generator, x, tile_px=tile_px, context_px=context_px, blend_px=blend_px,
                               device=device)
-    return normalize_image(y)
+    return normalize_image_2d(y)[0]
 
 
 def _check_out(sim_root: Path, out: Path):
@@ -50,7 +52,7 @@ def _check_out(sim_root: Path, out: Path):
 
 
 def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile_px: int = 1024,
-                     context_px: int = 48, blend_px: int = 32, progress: bool = True,
+                     context_px: int = 48, blend_px: int = 32, progress: ProgressCallback | None = None,
                      command: list[str] | None = None) -> Path:
     """Translate every noisy micrograph of ``simulated_dir`` into ``out_dir``; return ``out_dir``."""
     sim_root = Path(simulated_dir)
@@ -84,11 +86,11 @@ def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile
         writer.write_record("translate_job", job)
 
     from genem.simulate.extract import extract_boxes, normalise_like_relion
-    from tqdm import tqdm
 
     started = time.time()
     todo = [n for n in names if not writer.has_record(f"translate_{Path(n).stem}")]
-    for name in tqdm(todo, desc="translate apply", unit="mic", disable=not progress, file=sys.stderr):
+    report(progress, "translate apply", len(names) - len(todo), len(names), "mic")
+    for k, name in enumerate(todo):
         img, _ = read_mrc(ds.micrograph_path(name))
         if img.ndim == 3 and img.shape[0] == 1:
             img = img[0]
@@ -110,6 +112,7 @@ def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile
                 write_mrc(out / files.pop(), boxes, ds.pixel_size_A)
                 n_parts = len(rows)
         writer.write_record(f"translate_{Path(name).stem}", {"micrograph": name, "particles": n_parts})
+        report(progress, "translate apply", len(names) - len(todo) + k + 1, len(names), "mic")
 
     writer.copy_from(sim_root)
     try:

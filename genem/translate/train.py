@@ -24,6 +24,7 @@ import torch
 from genem.config import Config
 from genem.io import GenemInputError, atomic_path, write_json_atomic, write_mrc
 from genem.io.atomic import remove_stale_temporaries
+from genem.progress import ProgressCallback, report
 
 from .data import (RealMicrograph, expand_real_paths, load_simulated_set, prepare_real_micrograph,
                    sample_tiles)
@@ -217,7 +218,8 @@ def _save_grid(path, real, sim, fake):
 
 
 def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir, *, device: str = "cpu",
-                     resume: bool = False, progress: bool = True, command: list[str] | None = None) -> Path:
+                     resume: bool = False, progress: ProgressCallback | None = None,
+                     command: list[str] | None = None) -> Path:
     """Train on a simulated dataset folder and real micrographs (paths / globs / folders); return ``out_dir``.
 
     ``resume=True`` continues from the newest checkpoint in ``out_dir`` with the configuration and data saved there,
@@ -290,14 +292,12 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     vis_sim, _ = sample_tiles(sim.images, config.tile_px, 6, vis_rng, masks=sim.masks)
     vis_real, _ = sample_tiles(real_images, config.tile_px, 6, vis_rng, column_ranges=train_cols)
 
-    from tqdm import tqdm
-
     t0 = time.time()
     log_path = out_dir / "loss_log.tsv"
     acc: dict[str, list[float]] = {}
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="translate train",
-               disable=not progress, unit="step")
-    for step in bar:
+    shown: dict[str, float] = {}
+    report(progress, "translate train", start, config.steps, "step")
+    for step in range(start, config.steps):
         xs, ms = sample_tiles(sim.images, config.tile_px, config.batch_size, rng, masks=sim.masks)
         ys, _ = sample_tiles(real_images, config.tile_px, config.batch_size, rng, column_ranges=train_cols)
         x = torch.from_numpy(xs)[:, None].to(dev)
@@ -311,7 +311,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             row = {k: float(np.mean(v)) for k, v in acc.items()}
             acc = {}
             _append_log(log_path, done, row, time.time() - t0)
-            bar.set_postfix(D=f"{row['loss_D']:.3f}", G=f"{row['loss_G_gan']:.3f}", nce=f"{row['loss_nce']:.3f}")
+            shown = dict(D=row["loss_D"], G=row["loss_G_gan"], nce=row["loss_nce"])
         if done % config.grid_every == 0 or done == config.steps:
             with torch.no_grad():
                 state.G_out.eval()
@@ -319,7 +319,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             _save_grid(out_dir / "samples" / f"step_{done:06d}.png", vis_real, vis_sim, fake)
         if done % config.checkpoint_every == 0 or done == config.steps:
             _save_checkpoint(out_dir, done, state, rng, gen, config)
-    bar.close()
+        report(progress, "translate train", done, config.steps, "step", **shown)
     save_model(out_dir / MODEL_FILE, state.G_out, config, sim.pixel_size_A,
                extra={"steps": config.steps, "simulated": str(simulated_dir),
                       "real": [str(p) for p in real_paths]})

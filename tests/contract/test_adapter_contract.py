@@ -102,7 +102,7 @@ ADAPTERS = [RelionAdapter(), CryosparcOfflineAdapter()]
 @pytest.fixture(scope="module")
 def engine_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine") / "sim"
-    run_simulation(SimulationConfig(**SIM), root, progress=False)
+    run_simulation(SimulationConfig(**SIM), root)
     return root
 
 

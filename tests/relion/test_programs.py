@@ -23,6 +23,7 @@ def project(tmp_path, monkeypatch):
         "\n# version 30001\n\ndata_pipeline_general\n\n_rlnPipeLineJobCounter 1\n\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GENEM_RELION_VERSION", raising=False)
+    monkeypatch.setenv(J.WORKER_ENV, "1")  # run_program runs the job in this process, as in its worker
     return tmp_path
 
 
@@ -50,10 +51,10 @@ def test_contract_missing_input_is_a_clean_failure(project, capsys, name):
     mod = PROGRAMS[name]
     argv = ["--o", "External/job009/", "--j", "1", "--pipeline_control", "External/job009/"]
     if name == "translate":  # its required input is --in_mics
-        rc = J.run_program(mod.SPEC, mod.run, argv, supervise=False)
+        rc = J.run_program(mod.SPEC, mod.run, argv)
         assert "needs --in_mics" in capsys.readouterr().err
     else:
-        rc = J.run_program(mod.SPEC, mod.run, argv, supervise=False)
+        rc = J.run_program(mod.SPEC, mod.run, argv)
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith(f"genem-relion-{name}: error: ") and ("--in_" in err or "model" in err), err
     assert rc == J.RC_FAILURE
@@ -65,8 +66,8 @@ def test_contract_missing_input_is_a_clean_failure(project, capsys, name):
 def test_contract_bad_parameter_value_is_a_clean_failure(project, capsys, name):
     mod = PROGRAMS[name]
     p = next(p for p in mod.SPEC.params if p.kind in ("int", "float"))
-    rc = J.run_program(mod.SPEC, mod.run, ["--o", "External/job003/", f"--{p.label}", "lots", "--unknown", "1"],
-                       supervise=False)
+    rc = J.run_program(mod.SPEC, mod.run,
+                       ["--o", "External/job003/", f"--{p.label}", "lots", "--unknown", "1"])
     assert rc == J.RC_FAILURE and exit_files("External/job003") == [J.EXIT_FAILURE]
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--{p.label}: expected a "
                                                                      f"{'whole number' if p.kind == 'int' else 'number'}"
@@ -128,8 +129,7 @@ def test_simulate_writes_relion_4_and_5_nodes_and_coordinate_tables(project, mon
     model = ROOT / "genem" / "data" / "default_structure.pdb"
     rc = J.run_program(simulate.SPEC, simulate.run, [
         "--o", "External/job001/", "--model", str(model), "--n_micrographs", "1", "--micrograph_size", "160",
-        "--pixel_size", "4", "--box", "32", "--particles", "3", "--noise_mode", "snr", "--snr", "1"],
-        supervise=False)
+        "--pixel_size", "4", "--box", "32", "--particles", "3", "--noise_mode", "snr", "--snr", "1"])
     assert rc == 0 and exit_files("External/job001") == [J.EXIT_SUCCESS]
     nodes = dict(J.read_output_nodes(project / "External/job001" / J.NODES_FILE))
     labels = J.NODE_KINDS

@@ -3,6 +3,7 @@ RELION's own programs (relion_reconstruct, an Extract job, relion_image_handler)
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def tiny_denoiser(project, simulated, tmp_path_factory):
     sim, _, _ = simulated
     model = train_denoiser([project.root / sim / "dataset"], tmp_path_factory.mktemp("model") / "model",
                            TrainConfig(steps=3, post_steps=0, batch_size=4, base_channels=8, checkpoint_every=3,
-                                       sample_steps=2), progress=False)
+                                       sample_steps=2))
     return Path(model).parent if Path(model).is_file() else Path(model)
 
 
@@ -242,6 +243,9 @@ def test_translate_job_gives_real_noise_to_a_simulation(project, simulated, shar
     before = project.snapshot()
     assert project.run(job, timeout=600) == "finished", (project.root / job / "run.err").read_text()
     assert set(project.output_nodes(job).values()) == {1, 2, 3, 6}
+    run_out = (project.root / job / "run.out").read_text()  # the engine's progress, through its callback
+    assert "training steps: 1/1 (100%)" in run_out, run_out
+    assert re.search(r"translated micrographs: (\d+)/\1 \(100%\)", run_out), run_out
     assert project.changed_outside(before, job) == []
     out = read_star(project.root / job / "particles.star")["particles"]
     src = read_star(project.root / sim / "particles.star")["particles"]

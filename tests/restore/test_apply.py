@@ -11,7 +11,8 @@ import torch
 from genem.io import read_star, write_mrc, write_star
 from genem.io.star import split_image_name
 from genem.io import GenemInputError
-from genem.restore.apply import denoise_micrograph, denoise_micrographs, denoise_particles, read_particle_set, tile_weights
+from genem.ops import blend_window_1d
+from genem.restore.apply import denoise_micrograph, denoise_micrographs, denoise_particles, read_particle_set
 from genem.restore.model import Denoiser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ def test_apply_star_keeps_rows_columns_and_is_order_independent(pair_dataset, ti
     star2 = tmp_path / "shuf" / "shuffled.star"
     write_star(star2, {"optics": inp["optics"], "particles": shuffled})
     out2 = denoise_particles(star2, tmp_path / "out2", Denoiser.load(tiny_model_dir), root=pair_dataset,
-                             batch_size=4, progress=False)
+                             batch_size=4)
     den2 = _images(out2, pair_dataset)
     assert np.allclose(den2, den[shuffled.index.to_numpy()], atol=1e-4)
 
@@ -64,7 +65,7 @@ def test_apply_mrcs_and_cs(pair_dataset, tiny_model_dir, tmp_path):
 
     model = Denoiser.load(tiny_model_dir)
     stack = pair_dataset / "Particles" / "mic_000001.mrcs"
-    out = denoise_particles(stack, tmp_path / "m", model, progress=False)
+    out = denoise_particles(stack, tmp_path / "m", model)
     with mrcfile.open(out) as m:
         assert m.data.shape == (10, 32, 32) and m.voxel_size.x == pytest.approx(4.0)
     # a cryoSPARC .cs naming the same stacks (blob/path relative to the "project" = dataset folder)
@@ -79,12 +80,12 @@ def test_apply_mrcs_and_cs(pair_dataset, tiny_model_dir, tmp_path):
     cs = tmp_path / "proj" / "J1" / "particles.cs"
     cs.parent.mkdir(parents=True)
     ds.save(str(cs))
-    out = denoise_particles(cs, tmp_path / "c", model, root=pair_dataset, progress=False)
+    out = denoise_particles(cs, tmp_path / "c", model, root=pair_dataset)
     got = Dataset.load(str(out))
     assert len(got) == n and np.array_equal(got["ctf/df1_A"], ds["ctf/df1_A"])
     paths = [p.decode() if isinstance(p, bytes) else p for p in got["blob/path"]]
     assert all((pair_dataset / p).exists() for p in paths)
-    ref = denoise_particles(pair_dataset / "particles.star", tmp_path / "s", model, progress=False)
+    ref = denoise_particles(pair_dataset / "particles.star", tmp_path / "s", model)
     a = _images(ref, pair_dataset)[:n]
     b = []
     for p, i in zip(paths, got["blob/idx"]):
@@ -96,7 +97,7 @@ def test_apply_mrcs_and_cs(pair_dataset, tiny_model_dir, tmp_path):
 def test_other_pixel_size_is_resampled(pair_dataset, tiny_model_dir, tmp_path):
     model = Denoiser.load(tiny_model_dir)
     out = denoise_particles(pair_dataset / "Particles" / "mic_000002.mrcs", tmp_path / "p", model,
-                            pixel_size_A=3.0, progress=False)
+                            pixel_size_A=3.0)
     with mrcfile.open(out) as m:
         assert m.data.shape == (10, 32, 32) and m.voxel_size.x == pytest.approx(3.0)
 
@@ -105,7 +106,7 @@ def _bad(tmp_path, rows, optics, model, root):
     star = tmp_path / "bad" / "bad.star"
     write_star(star, {"optics": optics, "particles": rows})
     with pytest.raises(GenemInputError) as e:
-        denoise_particles(star, tmp_path / "o", model, root=root, progress=False)
+        denoise_particles(star, tmp_path / "o", model, root=root)
     assert not (tmp_path / "o").exists() or not any(p.is_file() for p in (tmp_path / "o").rglob("*"))
     msg = str(e.value)
     assert "\n" not in msg
@@ -148,7 +149,7 @@ def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir
 
     model = Denoiser.load(tiny_model_dir)
     star = pair_dataset / "particles.star"
-    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4, progress=False)
+    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4)
     real, calls = apply_mod.denoise_batch, []
 
     def interrupted(*a, **kw):  # dies in the second stack (batches of 4, stacks of 10)
@@ -159,7 +160,7 @@ def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir
 
     monkeypatch.setattr(apply_mod, "denoise_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        denoise_particles(star, tmp_path / "cut", model, batch_size=4, progress=False)
+        denoise_particles(star, tmp_path / "cut", model, batch_size=4)
     monkeypatch.setattr(apply_mod, "denoise_batch", real)
     cut = tmp_path / "cut"
     # unfinished: a record, the first stack only, no metadata that would look finished
@@ -167,11 +168,11 @@ def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir
     done = list((cut / "Denoised").rglob("*.mrcs"))
     assert [p.name for p in done] == ["mic_000001.mrcs"]
     with pytest.raises(GenemInputError, match="unfinished run"):
-        denoise_particles(star, cut, model, progress=False)
+        denoise_particles(star, cut, model)
     with pytest.raises(GenemInputError, match="other settings"):
-        denoise_particles(star, cut, model, progress=False, resume=True, seed=5)
+        denoise_particles(star, cut, model, resume=True, seed=5)
     first = done[0].stat().st_mtime_ns
-    out = denoise_particles(star, cut, model, batch_size=7, progress=False, resume=True)
+    out = denoise_particles(star, cut, model, batch_size=7, resume=True)
     assert done[0].stat().st_mtime_ns == first  # kept, not redone
     assert not (cut / apply_mod.UNFINISHED_RECORD).exists()
     assert np.allclose(_images(out, pair_dataset), _images(whole, pair_dataset), atol=1e-4)  # batch 7 vs 4
@@ -186,7 +187,8 @@ class _Identity:
 
 
 def test_micrograph_tiling_blends_exactly():
-    assert torch.allclose(tile_weights(8, 0), torch.ones(8, 8))
+    w = blend_window_1d(8, 0, 0, ramp="linear")
+    assert torch.allclose(torch.outer(w, w), torch.ones(8, 8, dtype=torch.float64))
     img = torch.randn(150, 203)
     out = denoise_micrograph(_Identity(), img, 2.0, tile=64, overlap=8)
     assert out.shape == img.shape and torch.allclose(out, img, atol=1e-4)
@@ -196,14 +198,13 @@ def test_micrographs_star_and_mrc(tmp_path, tiny_model_dir):
     model = Denoiser.load(tiny_model_dir)
     img = np.random.default_rng(0).normal(size=(100, 140)).astype(np.float32)
     write_mrc(tmp_path / "in" / "Micrographs" / "mic.mrc", img, 4.0)
-    out = denoise_micrographs(tmp_path / "in" / "Micrographs" / "mic.mrc", tmp_path / "out", model, tile=64,
-                              progress=False)
+    out = denoise_micrographs(tmp_path / "in" / "Micrographs" / "mic.mrc", tmp_path / "out", model, tile=64)
     with mrcfile.open(out) as m:
         assert m.data.shape == (100, 140)
     optics = pd.DataFrame([{"rlnOpticsGroup": 1, "rlnMicrographPixelSize": 3.0}])
     mics = pd.DataFrame([{"rlnMicrographName": "Micrographs/mic.mrc", "rlnOpticsGroup": 1, "rlnDefocusU": 1e4}])
     write_star(tmp_path / "in" / "mics.star", {"optics": optics, "micrographs": mics})
-    star = denoise_micrographs(tmp_path / "in" / "mics.star", tmp_path / "out2", model, tile=64, progress=False)
+    star = denoise_micrographs(tmp_path / "in" / "mics.star", tmp_path / "out2", model, tile=64)
     rows = read_star(star)["micrographs"]
     assert rows["rlnDefocusU"].iloc[0] == 1e4
     with mrcfile.open(tmp_path / "in" / rows["rlnMicrographName"].iloc[0]) as m:

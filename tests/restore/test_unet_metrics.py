@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from genem.metrics import frc, image_snr, psnr, radial_average_2d, radial_power_spectrum_2d, ssim
-from genem.restore.normalize import background_stats, normalize_images, pad_to_multiple, resample_fourier_2d
+from genem.metrics import frc, image_snr, psnr, ssim
+from genem.ops import (background_stats_2d, normalize_background_2d, pad_to_multiple_2d, radial_average_2d,
+                       radial_power_spectrum_2d, resample_fourier_2d)
 from genem.restore.unet import UNet, UNetConfig
 
 
@@ -63,8 +64,8 @@ def test_frc_and_radial_average():
 def test_relion_normalisation_and_resampling():
     g = torch.Generator().manual_seed(0)
     img = 5 + 3 * torch.randn(4, 64, 64, generator=g)
-    n, mean, sd = normalize_images(img)
-    m2, s2 = background_stats(n)
+    n, mean, sd = normalize_background_2d(img)
+    m2, s2 = background_stats_2d(n)
     assert torch.allclose(m2, torch.zeros_like(m2), atol=1e-5) and torch.allclose(s2, torch.ones_like(s2), atol=1e-5)
     assert torch.allclose(n * sd + mean, img, atol=1e-4)
     # a band-limited image survives down- and up-sampling
@@ -74,5 +75,5 @@ def test_relion_normalisation_and_resampling():
     assert torch.allclose(back, smooth, atol=1e-3)
     small = resample_fourier_2d(smooth, 32)
     assert small[16, 16] == pytest.approx(1.0, abs=0.02) and small.argmax() == 16 * 32 + 16
-    p, hw = pad_to_multiple(torch.randn(3, 30, 31), 8)
+    p, hw = pad_to_multiple_2d(torch.randn(3, 30, 31), 8)
     assert p.shape == (3, 32, 32) and hw == (30, 31)

@@ -76,7 +76,7 @@ def test_default_count_and_box_follow_the_structure(tmp_path):
         resolve_config(_cfg(path, particles_per_micrograph=100))
     small, _ = resolve_config(_cfg(_blob_map(tmp_path / "small.mrc", radius_px=3.0), micrograph_size_px=(512, 512)))
     assert small.particles_per_micrograph == 40 and small.particle_box_px < cfg.particle_box_px
-    out = run_simulation(_cfg(path), tmp_path / "out", progress=False)
+    out = run_simulation(_cfg(path), tmp_path / "out", progress=None)
     assert json.loads((out / "manifest.json").read_text())["config"]["particle_box_px"] == cfg.particle_box_px
 
 
@@ -110,7 +110,7 @@ def test_ground_truth_at_the_particle_box_and_the_preview(tmp_path, monkeypatch)
     monkeypatch.setattr(plt, "Circle", lambda xy, r, **kw: radii.append(r) or circle(xy, r, **kw))
     path = _blob_map(tmp_path / "m.mrc", n=32, radius_px=6.0, voxel=(4.0, 4.0, 4.0))
     out = run_simulation(_cfg(path, particle_box_px=48, particles_per_micrograph=3), tmp_path / "out",
-                         progress=False)
+                         progress=None)
     man = json.loads((out / "manifest.json").read_text())
     native, boxed = man["ground_truth_maps"][0], man["ground_truth_maps_particle_box"][0]
     assert boxed == "ground_truth/structure_00_box48.mrc"

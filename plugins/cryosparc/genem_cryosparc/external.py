@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
@@ -31,6 +30,8 @@ from genem.io.cs_convert import (
 from genem.io.particles import image_files
 
 OUTPUT_SUBDIR = "genem"  # engine outputs go to <project>/<job uid>/genem/...
+#: The engine CLI writes progress as plain lines (what run_engine passes on to the job's event log).
+ENGINE_PROGRESS = ("--progress", "lines")
 Runner = Callable[[Sequence[str], Callable[[str], None]], None]
 
 
@@ -72,34 +73,19 @@ def engine_available(command: str) -> bool:
         return False
 
 
-def run_engine(cmd: Sequence[str], log: Callable[[str], None], *, min_interval_s: float = 2.0) -> None:
-    """Run an engine command; stream its progress lines (tqdm's carriage returns included) into ``log``,
-    at most every ``min_interval_s``; raise with the end of its error output when it fails."""
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+def run_engine(cmd: Sequence[str], log: Callable[[str], None]) -> None:
+    """Run an engine command line (with ``--progress lines``: the engine writes a progress line per task at most
+    every 2 s); every line it prints goes to ``log``; raise with the end of its output when it fails."""
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            errors="replace")
     tail: list[str] = []
-    last = 0.0
-    buf = b""
     assert proc.stdout is not None
-    while True:
-        chunk = proc.stdout.read(256)
-        if not chunk:
-            break
-        buf += chunk
-        parts = re.split(rb"[\r\n]", buf)
-        buf = parts.pop()
-        for line in (p.decode(errors="replace").strip() for p in parts):
-            if not line:
-                continue
+    for line in proc.stdout:
+        line = line.strip()
+        if line:
             tail = (tail + [line])[-20:]
-            now = time.monotonic()
-            if now - last >= min_interval_s:
-                log(line)
-                last = now
+            log(line)
     rc = proc.wait()
-    if buf.strip():
-        tail.append(buf.decode(errors="replace").strip())
-    if tail:
-        log(tail[-1])
     if rc != 0:
         raise EngineError(f"engine command failed (exit {rc}): {' '.join(map(str, cmd))}\n" + "\n".join(tail[-10:]))
 
@@ -211,7 +197,8 @@ def simulate_job(cs, project_uid: str, workspace_uid: str, simulate_args: Sequen
     with job.run():
         log.info("GenEM simulate: " + " ".join(map(str, simulate_args)))
         out = work / "simulation"
-        runner([sys.executable, "-m", "genem", "simulate", "--out", str(out), *map(str, simulate_args)], log)
+        runner([sys.executable, "-m", "genem", "simulate", "--out", str(out), *ENGINE_PROGRESS,
+                *map(str, simulate_args)], log)
         _dataset_outputs(job, out, log)
     return job.uid
 
@@ -229,7 +216,7 @@ def translate_job(cs, project_uid: str, workspace_uid: str, *, model, dataset, e
     with job.run():
         out = work / "translated"
         runner([sys.executable, "-m", "genem", "translate", "apply", "--model", str(model), "--simulated", str(dataset),
-                "--out", str(out), *map(str, engine_args)], log)
+                "--out", str(out), *ENGINE_PROGRESS, *map(str, engine_args)], log)
         _dataset_outputs(job, out, log)
     return job.uid
 
@@ -256,7 +243,8 @@ def denoise_job(cs, project_uid: str, workspace_uid: str, *, particles: str, mod
         optics, parts = cs_dataset_to_star(inp, project_root=base, star_root=in_dir, source=particles)
         write_star(in_dir / "particles.star", {"optics": optics, "particles": parts})
         runner([sys.executable, "-m", "genem", "denoise", "apply", "--model", str(model),
-                "--particles", str(in_dir / "particles.star"), "--out", str(out_dir), *map(str, engine_args)], log)
+                "--particles", str(in_dir / "particles.star"), "--out", str(out_dir), *ENGINE_PROGRESS,
+                *map(str, engine_args)], log)
         # `genem denoise apply` names its STAR after the input's: particles.star -> particles_denoised.star
         out_star = out_dir / "particles_denoised.star"
         o2, p2 = read_particles_star(out_star)

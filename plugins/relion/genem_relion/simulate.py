@@ -13,7 +13,9 @@ from pathlib import Path
 
 from genem.io import GenemInputError
 
-from .job import Param, ProgramSpec, RelionJob, run_program
+from .arguments import Param, ProgramSpec
+from .lifecycle import RelionJob
+from .supervisor import run_program
 from .publish import publish_dataset
 
 DATASET_FOLDER = "dataset"
@@ -110,10 +112,8 @@ def run(job: RelionJob) -> None:
     job.log(f"simulating {cfg.n_micrographs} micrograph(s) of {cfg.micrograph_size_px[0]}x{cfg.micrograph_size_px[1]} "
             f"px at {cfg.pixel_size_A:g} A/px, ~{cfg.particles_per_micrograph or 'auto'} particles each, box "
             f"{cfg.particle_box_px or 'auto'}, noise {cfg.noise_mode}, seed {cfg.seed}, on {job.device}")
-    parts = out / ".parts"
-    with job.watch_progress(lambda: len(list(parts.glob("mic_*.json"))), cfg.n_micrographs, "micrographs"):
-        run_simulation(cfg, out, device=job.device, progress=False,
-                       command_line=[SPEC.name, *sys.argv[1:]], log=job.log)
+    run_simulation(cfg, out, device=job.device, progress=job.progress("micrographs"),
+                   command_line=[SPEC.name, *sys.argv[1:]], log=job.log)
     job.check_abort()
     nodes = publish_dataset(job, out)
     job.log(f"wrote {nodes['particles'][0]} and {nodes['micrographs'][0]}; ground truth {', '.join(nodes['map'])}")

@@ -56,6 +56,8 @@ def test_simulate_outputs(simulation):
     summary, methods = " ".join(prot.summary()), " ".join(prot.methods())
     assert "%d particles" % n in summary and "2 micrographs" in summary, summary
     assert "GenEM" in methods and "%d particles" % n in methods, methods
+    logs = "".join(open(f, errors="replace").read() for f in prot.getLogPaths()[:2] if os.path.exists(f))
+    assert "simulate: %d/%d mic (100%%)" % (N_MICS, N_MICS) in logs, logs[-2000:]  # engine progress in the log
 
     # every value against the engine's own STAR files
     dataset = prot._getExtraPath("dataset")
