@@ -84,9 +84,9 @@ def read_mrc(path, *, pixel_size_A: float | None = None, permissive: bool = True
         voxel = m.voxel_size
         axes = (voxel.x, voxel.y, voxel.z) if m.is_volume() else (voxel.x, voxel.y)
     if pixel_size_A is None:
-        sizes = [header_pixel_size_A(v) for v in axes]
-        pixel_size_A = sizes[0]
-        if pixel_size_A is not None and any(v is None or abs(v - pixel_size_A) > 1e-3 * pixel_size_A for v in sizes):
+        pixel_size_A = header_pixel_size_A(axes[0])
+        stated = [v for v in map(header_pixel_size_A, axes) if v is not None]  # an unset axis is no disagreement
+        if stated and max(stated) - min(stated) > 1e-3 * max(stated):
             raise GenemInputError(path, f"anisotropic voxels ({' x '.join(f'{float(v):g}' for v in axes)} A): "
                                         "resample to cubic voxels first, or give the pixel size to use")
     if not np.all(np.isfinite(data)):

@@ -50,8 +50,8 @@ SPEC = ProgramSpec(
         Param("micrograph_size", "int", None, "micrograph width = height in pixels (default 1024)", minimum=32),
         Param("pixel_size", "float", None, "pixel size of the simulation in A (default: the input map's, "
                                            "else 1.5)", minimum=0),
-        Param("box", "int", None, "particle box in pixels, even (default 128)", minimum=16),
-        Param("particles", "int", None, "particles per micrograph (default 40)", minimum=0),
+        Param("box", "int", None, "particle box in pixels, even (default 1.75x the structure's diameter)", minimum=16),
+        Param("particles", "int", None, "particles per micrograph (default 40, fewer when they do not fit)", minimum=0),
         Param("defocus", "range", None, "defocus in A (underfocus positive), one value or low,high drawn per "
                                         "micrograph (default 8000,25000)", minimum=0),
         Param("noise_mode", "choice", None, "poisson (dose and shot noise), snr (Gaussian at a target SNR) or "
