@@ -111,8 +111,8 @@ class SimulationConfig(Config):
         object.__setattr__(self, "micrograph_size_px", ms)
         if min(ms) < 32:
             bad("micrograph_size_px must be >= 32")
-        if not self.pixel_size_A > 0:
-            bad("pixel_size_A must be > 0")
+        if not (math.isfinite(self.pixel_size_A) and self.pixel_size_A > 0):
+            bad(f"pixel_size_A must be a positive number, got {self.pixel_size_A}")
         if self.particle_box_px is not None:
             if self.particle_box_px < 16 or self.particle_box_px % 2:
                 bad("particle_box_px must be even and >= 16")

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from genem.io import GenemInputError, write_mrc
-from genem.simulate import SimulationConfig, StructureSpec, run_simulation
-from genem.simulate.pipeline import resolve_config
+from genem.simulate import SimulationConfig, StructureSpec, resolve_config, run_simulation
 from genem.simulate.structures import load_potential
 
 SMALL = dict(n_micrographs=1, micrograph_size_px=(192, 192), pixel_size_A=4.0, noise_mode="snr", snr=1.0, ice="none",
@@ -32,6 +31,12 @@ def test_map_pixel_size_must_be_finite_and_positive(tmp_path, px):
     path = _blob_map(tmp_path / "m.mrc")
     with pytest.raises(GenemInputError, match="pixel size"):
         load_potential(path, 4.0, map_pixel_size_A=px)
+
+
+@pytest.mark.parametrize("px", [float("inf"), float("nan")])
+def test_simulation_pixel_size_must_be_finite(px):
+    with pytest.raises(GenemInputError, match="pixel_size_A"):
+        SimulationConfig(pixel_size_A=px)
 
 
 def test_anisotropic_voxels_are_refused(tmp_path):
