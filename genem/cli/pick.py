@@ -10,22 +10,23 @@ import sys
 
 from genem.io.errors import GenemInputError
 
+from .defaults import config_help
 from .progress import add_progress_flag, progress_from_args
 
 # (flag, PickTrainConfig field, type, help); flags default to None so the config's defaults apply
 TRAIN_OPTIONS = [
-    ("--steps", "steps", int, "training steps (default 2000)"),
-    ("--batch-size", "batch_size", int, "patches per step (default 8)"),
-    ("--patch-px", "patch_px", int, "patch size at the picker's pixel size (default 64)"),
-    ("--lr", "lr", float, "Adam learning rate (default 1e-3)"),
-    ("--seed", "seed", int, "random seed (default 0)"),
-    ("--width", "width", int, "network channels at full resolution (default 16)"),
+    ("--steps", "steps", int, "training steps"),
+    ("--batch-size", "batch_size", int, "patches per step"),
+    ("--patch-px", "patch_px", int, "patch size at the picker's pixel size"),
+    ("--lr", "lr", float, "Adam learning rate"),
+    ("--seed", "seed", int, "random seed"),
+    ("--width", "width", int, "network channels at full resolution"),
     ("--pixel-size-A", "pixel_size_A", float, "picker pixel size (default: particle diameter / 16, never finer "
                                               "than the data)"),
     ("--diameter-A", "particle_diameter_A", float, "particle diameter (default: measured on the masks)"),
     ("--real-pixel-size-A", "real_pixel_size_A", float, "pixel size of the real micrographs (PNG has none)"),
-    ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 200)"),
-    ("--log-every", "log_every", int, "steps per line of loss.tsv (default 10)"),
+    ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints"),
+    ("--log-every", "log_every", int, "steps per line of loss.tsv"),
 ]
 
 
@@ -44,8 +45,10 @@ def add_parser(sub):
     t.add_argument("--init", help="start from this picker's weights (fine-tuning)")
     t.add_argument("--resume", action="store_true", help="continue from checkpoint.pt in --out")
     t.add_argument("--device", default="cpu", help="cpu or cuda")
+    from genem.pick import PickTrainConfig
+
     for flag, dest, typ, help_ in TRAIN_OPTIONS:
-        t.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
+        t.add_argument(flag, dest=dest, type=typ, default=None, help=config_help(PickTrainConfig, dest, help_))
     add_progress_flag(t)
     t.set_defaults(func=run_train)
 

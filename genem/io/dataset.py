@@ -193,6 +193,12 @@ class GenemDataset:
     def pixel_size_A(self) -> float:
         return float(star_pixel_sizes_A(None, self.micrographs_optics(), MICROGRAPH_PIXEL_SIZE_COLUMNS)[0])
 
+    def particle_pixel_size_A(self, rows: pd.DataFrame) -> float:
+        """Pixel size of particle ``rows`` (as :meth:`particles` gives them, optics merged): the particles' own
+        (:func:`star_pixel_sizes_A`), else the micrographs'."""
+        px = star_pixel_sizes_A(None, rows)[:1]
+        return float(px[0]) if len(px) and np.isfinite(px[0]) else self.pixel_size_A
+
     def micrographs_optics(self) -> pd.DataFrame:
         return read_star(self.root / MICROGRAPHS_STAR)["optics"]
 

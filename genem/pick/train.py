@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, write_text_atomic
 from genem.io.atomic import atomic_path
 from genem.progress import ProgressCallback, report
@@ -34,7 +36,11 @@ THRESHOLD_MICROGRAPHS = 16  # at most this many training micrographs choose the 
 
 
 @dataclass(frozen=True)
-class PickTrainConfig:
+class PickTrainConfig(Config):
+    """Picker training settings (frozen; unknown keys are refused)."""
+
+    config_name: ClassVar[str] = "picker training config"
+
     steps: int = 2000
     batch_size: int = 8
     patch_px: int = 64

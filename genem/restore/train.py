@@ -118,7 +118,7 @@ def load_training_pairs(data_dirs, max_particles: int = 20000, seed: int = 0) ->
             raise GenemInputError(Path(d) / PARTICLES_STAR, f"no clean twins (column {CLEAN_IMAGE_COLUMN})")
         if len(rows) > per:
             rows = rows.iloc[np.sort(rng.choice(len(rows), per, replace=False))]
-        p = float(rows["rlnImagePixelSize"].iloc[0]) if "rlnImagePixelSize" in rows else ds.pixel_size_A
+        p = ds.particle_pixel_size_A(rows)
         if px is not None and abs(p - px) > 1e-3 * px:
             raise GenemInputError(d, f"pixel size {p} A differs from the other datasets' {px} A")
         px = p

@@ -186,21 +186,29 @@ def _work_dir(work_dir) -> Path:
     return Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="genem-cryosparc-"))
 
 
-def simulate_job(cs, project_uid: str, workspace_uid: str, simulate_args: Sequence[str] = (), *, work_dir=None,
-                 title: str | None = None, runner: Runner = run_engine) -> str:
-    """Simulate a dataset into a new external job with outputs ``particles`` and ``micrographs``; returns its uid."""
-    work = _work_dir(work_dir)
+def _dataset_job(cs, project_uid: str, workspace_uid: str, title: str, engine_argv: list, out_name: str, *,
+                 work_dir, runner: Runner, note: str | None = None) -> str:
+    """A new external job that runs one engine command writing a GenEM dataset folder, then saves that folder's
+    particles and micrographs as the job's outputs; returns the job's uid."""
+    out = _work_dir(work_dir) / out_name
     project = cs.find_project(project_uid)
-    job = project.create_external_job(workspace_uid, title=title or "GenEM simulate")
+    job = project.create_external_job(workspace_uid, title=title)
     _add_dataset_outputs(job)
     log = JobLog(job)
     with job.run():
-        log.info("GenEM simulate: " + " ".join(map(str, simulate_args)))
-        out = work / "simulation"
-        runner([sys.executable, "-m", "genem", "simulate", "--out", str(out), *ENGINE_PROGRESS,
-                *map(str, simulate_args)], log)
+        if note:
+            log.info(note)
+        runner([sys.executable, "-m", "genem", *engine_argv, "--out", str(out), *ENGINE_PROGRESS], log)
         _dataset_outputs(job, out, log)
     return job.uid
+
+
+def simulate_job(cs, project_uid: str, workspace_uid: str, simulate_args: Sequence[str] = (), *, work_dir=None,
+                 title: str | None = None, runner: Runner = run_engine) -> str:
+    """Simulate a dataset into a new external job with outputs ``particles`` and ``micrographs``; returns its uid."""
+    args = list(map(str, simulate_args))
+    return _dataset_job(cs, project_uid, workspace_uid, title or "GenEM simulate", ["simulate", *args], "simulation",
+                        work_dir=work_dir, runner=runner, note="GenEM simulate: " + " ".join(args))
 
 
 def translate_job(cs, project_uid: str, workspace_uid: str, *, model, dataset, engine_args: Sequence[str] = (),
@@ -208,17 +216,9 @@ def translate_job(cs, project_uid: str, workspace_uid: str, *, model, dataset, e
     """Translate a simulated dataset's noise (``genem translate apply``) into a new job's particles/micrographs."""
     if check_engine and not engine_available("translate"):
         raise GenemInputError("genem translate", "not available in this installation (engine not installed yet)")
-    work = _work_dir(work_dir)
-    project = cs.find_project(project_uid)
-    job = project.create_external_job(workspace_uid, title=title or "GenEM translate")
-    _add_dataset_outputs(job)
-    log = JobLog(job)
-    with job.run():
-        out = work / "translated"
-        runner([sys.executable, "-m", "genem", "translate", "apply", "--model", str(model), "--simulated", str(dataset),
-                "--out", str(out), *ENGINE_PROGRESS, *map(str, engine_args)], log)
-        _dataset_outputs(job, out, log)
-    return job.uid
+    argv = ["translate", "apply", "--model", str(model), "--simulated", str(dataset), *map(str, engine_args)]
+    return _dataset_job(cs, project_uid, workspace_uid, title or "GenEM translate", argv, "translated",
+                        work_dir=work_dir, runner=runner)
 
 
 def denoise_job(cs, project_uid: str, workspace_uid: str, *, particles: str, model, engine_args: Sequence[str] = (),
