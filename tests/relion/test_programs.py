@@ -46,11 +46,11 @@ def test_contract_program_declares_a_valid_spec(name):
         assert f"--{k}" in text
 
 
-@pytest.mark.parametrize("name", PROGRAMS)
+@pytest.mark.parametrize("name", [n for n in PROGRAMS if PROGRAMS[n].SPEC.required_inputs])
 def test_contract_missing_input_is_a_clean_failure(project, capsys, name):
     mod = PROGRAMS[name]
     argv = ["--o", "External/job009/", "--j", "1", "--pipeline_control", "External/job009/"]
-    if name == "translate":  # its required input is --in_mics
+    if name in ("translate", "pick"):  # their required input is --in_mics
         rc = J.run_program(mod.SPEC, mod.run, argv)
         assert "needs --in_mics" in capsys.readouterr().err
     else:
@@ -103,11 +103,25 @@ def test_simulate_maps_parameters_onto_the_engine_config(project):
     assert cfg.structures[0].path == str((project / "ref.mrc").resolve())
 
 
+def test_simulate_without_a_structure_images_the_default_and_says_so(project, capsys):
+    """As `genem simulate` does: no --in_3dref and no model -> the built-in default structure, named in run.out."""
+    from genem.simulate.config import DEFAULT_STRUCTURE
+
+    cfg = simulate.build_config(_job(simulate.SPEC, ["--o", "External/job001/"]))
+    assert [s.path for s in cfg.structures] == [str(DEFAULT_STRUCTURE)]
+    rc = J.run_program(simulate.SPEC, simulate.run, [
+        "--o", "External/job001/", "--n_micrographs", "1", "--micrograph_size", "160", "--pixel_size", "4",
+        "--box", "32", "--particles", "3", "--noise_mode", "snr", "--snr", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and exit_files("External/job001") == [J.EXIT_SUCCESS]
+    assert f"built-in default structure {DEFAULT_STRUCTURE.name}" in out, out
+    assert (project / "External/job001/particles.star").is_file()
+
+
 @pytest.mark.parametrize("argv, problem", [
-    ([], "nothing to image"),
     (["--in_3dref", "ref.mrc", "--model", "m.pdb"], "not both"),
 ])
-def test_simulate_needs_exactly_one_structure(project, argv, problem):
+def test_simulate_takes_at_most_one_structure(project, argv, problem):
     write_mrc(project / "ref.mrc", np.zeros((32, 32, 32), np.float32), 2.5)
     (project / "m.pdb").write_text("")
     job = _job(simulate.SPEC, ["--o", "External/job001/", *argv])
