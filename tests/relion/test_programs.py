@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from genem.io import read_star, write_mrc, write_star
-from genem_relion import denoise, job as J, simulate, translate
+from genem_relion import denoise, job as J, pick, simulate, translate
 from genem_relion.publish import coordinate_file_for
 
-PROGRAMS = {"simulate": simulate, "translate": translate, "denoise": denoise}
+PROGRAMS = {"simulate": simulate, "translate": translate, "denoise": denoise, "pick": pick}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -192,3 +192,76 @@ def test_docs_list_every_parameter_label(name):
         assert f"| `{p.label}` |" in section, p.label
     for k in PROGRAMS[name].SPEC.inputs:
         assert f"--{k}" in section
+
+
+# ------------------------------------------------------------------------------------------- pick mapping
+def _micrographs(project, n=2, size=192, pixel_A=4.0, seed=0):
+    """``Import/job001/micrographs.star``: ``n`` micrographs with dark disks of 20 px on noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    names = []
+    for k in range(n):
+        img = rng.normal(size=(size, size)).astype(np.float32)
+        for cx, cy in rng.uniform(30, size - 30, size=(6, 2)):
+            img -= 3.0 * (((xx - cx) ** 2 + (yy - cy) ** 2) < 100)
+        names.append(f"Import/job001/Micrographs/m{k}.mrc")
+        write_mrc(project / names[-1], img, pixel_A)
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [pixel_A]})
+    write_star(project / "Import/job001/micrographs.star", {"optics": optics, "micrographs": pd.DataFrame(
+        {"rlnMicrographName": names, "rlnOpticsGroup": [1] * n})})
+    return "Import/job001/micrographs.star", names
+
+
+@pytest.mark.parametrize("version", ["3.1", "4.0", "5.0"])
+def test_pick_writes_the_coordinates_node_of_each_relion_version(project, monkeypatch, capsys, version):
+    """3.1 runs under the real pipeliner (test_relion_pipeline.py); 4.0 / 5.0 are checked against the form
+    RELION's source gives (autopick.star, coordinate_files, LABEL_AUTOPICK_COORDS)."""
+    from genem.pick import read_coordinates_star
+
+    monkeypatch.setenv("GENEM_RELION_VERSION", version)
+    star, names = _micrographs(project)
+    rc = J.run_program(pick.SPEC, pick.run, ["--o", "External/job002/", "--in_mics", star, "--model", "dog",
+                                             "--diameter", "80"])
+    assert rc == 0 and exit_files("External/job002") == [J.EXIT_SUCCESS], capsys.readouterr().err
+    assert "picked micrographs: 2/2 (100%)" in capsys.readouterr().out
+    nodes = dict(J.read_output_nodes(project / "External/job002" / J.NODES_FILE))
+    col = J.RELION_VERSIONS.index(version)
+    if version == "3.1":
+        assert nodes == {"External/job002/coords_suffix_genem.star": "2"}
+        assert (project / "External/job002/coords_suffix_genem.star").read_text().strip() == star
+        files = [coordinate_file_for(n, Path("External/job002")) for n in names]
+    else:
+        assert nodes == {"External/job002/autopick.star": J.NODE_KINDS["picks"][col]}
+        assert J.NODE_KINDS["picks"][col].endswith(".star.relion.autopick")
+        table = read_star(project / "External/job002/autopick.star")["coordinate_files"]
+        assert list(table["rlnMicrographName"]) == names
+        files = list(table["rlnMicrographCoordinates"])
+    assert files == [f"External/job002/Micrographs/m{k}_genem.star" for k in range(2)]
+    for name, f in zip(names, files):  # the files RELION reads hold the engine's own picks
+        got, got_fom = read_coordinates_star(project / f)
+        want, want_fom = read_coordinates_star(project / "External/job002/genem_picks/picks" / f"{Path(name).stem}.star")
+        assert len(got) > 0
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got_fom, want_fom)
+
+
+@pytest.mark.parametrize("case", ["unreadable", "missing", "no_model"])
+def test_pick_bad_input_is_one_error_line_naming_the_file(project, capsys, case):
+    star, names = _micrographs(project, n=1)
+    argv = ["--o", "External/job003/", "--in_mics", star, "--model", "dog", "--diameter", "80"]
+    if case == "unreadable":
+        (project / names[0]).write_text("not an image")
+        where = names[0]
+    elif case == "missing":
+        (project / names[0]).unlink()
+        where = star
+    else:
+        argv = argv[:4] + ["--model", "Pickers/none"]
+        where = "Pickers/none"
+    rc = J.run_program(pick.SPEC, pick.run, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == J.RC_FAILURE and exit_files("External/job003") == [J.EXIT_FAILURE]
+    assert err[-1].startswith(f"genem-relion-pick: error: {where}: "), err
+    assert "Traceback" not in "\n".join(err)
+    assert sorted(p.name for p in (project / "External/job003").iterdir()) == [J.EXIT_FAILURE]
