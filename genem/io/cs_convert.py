@@ -385,6 +385,25 @@ def micrographs_star_to_cs_dataset(
     return complete_slots(dset)
 
 
+def cs_exposures_to_micrographs_star(dataset: Dataset, *, project_root=None, star_root=None,
+                                     source: str = "exposures.cs") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """cryoSPARC exposures (``micrograph_blob``) -> RELION ``(optics_df, micrographs_df)``, the inverse of
+    :func:`micrographs_star_to_cs_dataset` for the images: rlnMicrographName (rebased as in
+    :func:`cs_dataset_to_star`), one optics group per pixel size (rlnMicrographPixelSize), the uid in rlnGenemCsUid."""
+    for f in ("micrograph_blob/path", "micrograph_blob/psize_A"):
+        if f not in dataset.fields():
+            raise GenemInputError(source, f"field {f} missing (not an exposure dataset with micrographs)")
+    psize = np.asarray(dataset["micrograph_blob/psize_A"], np.float64)
+    sizes, group = np.unique(psize, return_inverse=True)
+    optics = pd.DataFrame({"rlnOpticsGroupName": [f"opticsGroup{g}" for g in range(1, len(sizes) + 1)],
+                           "rlnOpticsGroup": np.arange(1, len(sizes) + 1), "rlnMicrographPixelSize": sizes})
+    paths = [p.decode() if isinstance(p, bytes) else str(p) for p in dataset["micrograph_blob/path"]]
+    mics = pd.DataFrame({"rlnMicrographName": [_rebase(p, project_root, star_root) for p in paths],
+                         "rlnOpticsGroup": group.astype(np.int64) + 1,
+                         UID_COLUMN: [format_uid(u) for u in np.asarray(dataset["uid"], np.uint64)]})
+    return optics, mics
+
+
 # ------------------------------------------------------------------------------------------------ files
 def micrograph_shapes_px(root, names) -> dict:
     """``{rlnMicrographName: (height, width)}`` read from the MRC headers of the micrographs under ``root``."""
