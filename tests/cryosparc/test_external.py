@@ -300,22 +300,27 @@ def test_denoise_job_with_the_real_engine(server, remote_particles, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ picking
-@pytest.fixture
-def remote_exposures(server, sim_dataset):
-    """The simulated micrographs as the ``exposures`` output of job J5 in the (remote) cryoSPARC project."""
+def publish_exposures(server, dataset, job="J5"):
+    """The micrographs of a GenEM dataset folder as the ``exposures`` output of ``job`` in the (remote) project:
+    copied to ``<job>/imported/``; the job's exposure dataset (micrograph_blob) is what load_input returns."""
     from genem.io import read_star
     from genem.io.cs_convert import micrograph_shapes_px, micrographs_star_to_cs_dataset
 
-    shutil.copytree(sim_dataset / "Micrographs", server.remote / "J5" / "imported")
-    b = read_star(sim_dataset / "micrographs.star")
+    shutil.copytree(dataset / "Micrographs", server.remote / job / "imported")
+    b = read_star(dataset / "micrographs.star")
     names = list(b["micrographs"]["rlnMicrographName"])
     d = micrographs_star_to_cs_dataset(b["optics"], b["micrographs"],
-                                       micrograph_shape_px=micrograph_shapes_px(sim_dataset, names))
-    d["micrograph_blob/path"] = np.array([p.replace("Micrographs/", "J5/imported/") for p in names], dtype=object)
+                                       micrograph_shape_px=micrograph_shapes_px(dataset, names))
+    d["micrograph_blob/path"] = np.array([p.replace("Micrographs/", f"{job}/imported/") for p in names], dtype=object)
     d = d.filter_prefixes(["micrograph_blob"])
-    server.api.jobs.find_one.return_value = _job("J5", {"exposures": "exposure"})
+    server.api.jobs.find_one.return_value = _job(job, {"exposures": "exposure"})
     server.api.jobs.load_input.return_value = d
     return d
+
+
+@pytest.fixture
+def remote_exposures(server, sim_dataset):
+    return publish_exposures(server, sim_dataset)
 
 
 def test_pick_job_flow_delivers_the_engines_picks_on_the_exposures(server, remote_exposures, tmp_path):

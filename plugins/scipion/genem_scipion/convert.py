@@ -413,8 +413,7 @@ PICK_BOX_FACTOR = 1.5  # coordinates' box = this x the particle diameter, rounde
 
 
 def micrographs_to_star(micSet, star_path):
-    """The engine's input for picking: a micrographs STAR with absolute paths and the set's sampling rate.
-    Returns ``{rlnMicrographName: Micrograph}`` (copies of the set's items, for linking coordinates)."""
+    """A micrographs STAR (absolute paths, the set's sampling rate); returns ``{rlnMicrographName: Micrograph}``."""
     mics = OrderedDict((os.path.abspath(strip_scipion_suffix(m.getFileName())), m.clone())
                        for m in micSet.iterItems(orderBy="id"))
     optics = [{"rlnOpticsGroupName": "opticsGroup1", "rlnOpticsGroup": 1,
@@ -425,21 +424,18 @@ def micrographs_to_star(micSet, star_path):
 
 
 def pick_box_px(diameter_A, pixel_A):
-    """The coordinates' box for particles of ``diameter_A``: PICK_BOX_FACTOR x the diameter, even, in pixels."""
     return 2 * int(math.ceil(PICK_BOX_FACTOR * float(diameter_A) / float(pixel_A) / 2.0))
 
 
 def coordinates_from_picks(picks_dir, coordSet, mics_by_name):
-    """Fill a SetOfCoordinates from a ``genem pick apply`` folder: ``picks.json`` lists the micrographs (name as
-    given, file stem) and the particle diameter; ``picks/<stem>.star`` holds each one's rlnCoordinateX/Y and
-    rlnAutopickFigureOfMerit. The box is :func:`pick_box_px` of the diameter. Returns the number of picks."""
+    """Fill a SetOfCoordinates from a ``genem pick apply`` folder (``picks.json``: the micrographs and the particle
+    diameter; ``picks/<stem>.star``: rlnCoordinateX/Y, rlnAutopickFigureOfMerit); box: :func:`pick_box_px`."""
     from pwem.objects import Coordinate
     from pyworkflow.object import Float
     summary_path = os.path.join(picks_dir, "picks.json")
     if not os.path.exists(summary_path):
         raise StarError(picks_dir, "the engine finished but wrote no picks.json")
-    with open(summary_path) as f:
-        summary = json.load(f)
+    summary = json.load(open(summary_path))
     pixel = float(summary["micrographs"][0]["pixel_size_A"]) if summary["micrographs"] else 1.0
     coordSet.setBoxSize(pick_box_px(summary["particle_diameter_A"], pixel))
     n = 0
@@ -447,10 +443,8 @@ def coordinates_from_picks(picks_dir, coordSet, mics_by_name):
         mic = mics_by_name.get(m["name"])
         if mic is None:
             raise StarError(summary_path, "picks of unknown micrograph %s" % m["name"])
-        if not m["n_picks"]:
-            continue
-        for row in read_star_block(os.path.join(picks_dir, "picks", m["stem"] + ".star"), "",
-                                   required=("rlnCoordinateX", "rlnCoordinateY")):
+        star = os.path.join(picks_dir, "picks", m["stem"] + ".star")
+        for row in read_star_block(star, "", required=("rlnCoordinateX", "rlnCoordinateY")) if m["n_picks"] else []:
             n += 1
             coord = Coordinate()
             coord.setObjId(n)
