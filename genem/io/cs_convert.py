@@ -44,7 +44,7 @@ from scipy.spatial.transform import Rotation
 
 from genem.physics.rotations import euler_to_matrix_relion, matrix_to_euler_relion
 
-from .cs import EXPOSURE_BLOB_FIELDS, complete_slots, format_uid, parse_uid, stable_uid, write_cs
+from .cs import EXPOSURE_BLOB_FIELDS, blob_paths, complete_slots, format_uid, parse_uid, stable_uid, write_cs
 from .errors import GenemInputError
 from .mrc import read_mrc_header_shape
 from .star import join_image_name, merge_optics, split_image_name
@@ -397,8 +397,8 @@ def cs_exposures_to_micrographs_star(dataset: Dataset, *, project_root=None, sta
     sizes, group = np.unique(psize, return_inverse=True)
     optics = pd.DataFrame({"rlnOpticsGroupName": [f"opticsGroup{g}" for g in range(1, len(sizes) + 1)],
                            "rlnOpticsGroup": np.arange(1, len(sizes) + 1), "rlnMicrographPixelSize": sizes})
-    paths = [p.decode() if isinstance(p, bytes) else str(p) for p in dataset["micrograph_blob/path"]]
-    mics = pd.DataFrame({"rlnMicrographName": [_rebase(p, project_root, star_root) for p in paths],
+    mics = pd.DataFrame({"rlnMicrographName": [_rebase(p, project_root, star_root)
+                                               for p in blob_paths(dataset, "micrograph_blob")],
                          "rlnOpticsGroup": group.astype(np.int64) + 1,
                          UID_COLUMN: [format_uid(u) for u in np.asarray(dataset["uid"], np.uint64)]})
     return optics, mics

@@ -254,7 +254,8 @@ class CryosparcPicks:
         (work / "inputs" / "micrographs.star").write_text(
             "data_optics\nloop_\n_rlnOpticsGroup\n_rlnMicrographPixelSize\n1 3.0\n\n"
             "data_micrographs\nloop_\n_rlnMicrographName\n_rlnOpticsGroup\nMicrographs/broken.mrc 1\n")
-        monkeypatch.setattr("genem.io.cs_convert.micrograph_shapes_px", lambda root, names: {n: (64, 64) for n in names})
+        monkeypatch.setattr("genem.io.cs_convert.micrograph_shapes_px",
+                            lambda root, names: {n: (64, 64) for n in names})  # the header cannot be read
         publish_exposures(server, work / "inputs")
         for k, v in (("CRYOSPARC_BASE_URL", "http://localhost:39000"), ("CRYOSPARC_EMAIL", "e@x.org"),
                      ("CRYOSPARC_PASSWORD", "pw")):

@@ -240,7 +240,8 @@ def test_pick_writes_the_coordinates_node_of_each_relion_version(project, monkey
     assert files == [f"External/job002/Micrographs/m{k}_genem.star" for k in range(2)]
     for name, f in zip(names, files):  # the files RELION reads hold the engine's own picks
         got, got_fom = read_coordinates_star(project / f)
-        want, want_fom = read_coordinates_star(project / "External/job002/genem_picks/picks" / f"{Path(name).stem}.star")
+        engine = project / "External/job002/genem_picks/picks" / f"{Path(name).stem}.star"
+        want, want_fom = read_coordinates_star(engine)
         assert len(got) > 0
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(got_fom, want_fom)

@@ -23,7 +23,7 @@ import numpy as np
 
 from genem.io import GenemInputError, read_particles_star, read_star, write_star
 from genem.io import dataset as L
-from genem.io.cs import blob_paths, format_uid, merge_into, parse_uid, read_cs
+from genem.io.cs import blob_paths, format_uid, locate_on_exposures, merge_into, parse_uid, read_cs
 from genem.io.cs_convert import (
     UID_COLUMN, cs_dataset_to_star, cs_exposures_to_micrographs_star, micrograph_shapes_px,
     micrographs_star_to_cs_dataset, star_to_cs_dataset,
@@ -287,25 +287,15 @@ def pick_job(cs, project_uid: str, workspace_uid: str, *, micrographs: str, mode
         in_dir, out_dir = work / "input", work / "picks"
         optics, mics = cs_exposures_to_micrographs_star(inp, project_root=base, star_root=in_dir, source=micrographs)
         write_star(in_dir / "micrographs.star", {"optics": optics, "micrographs": mics})
-        picker = ["--model", str(model)] if model is not None else ["--method", "dog", "--diameter-A", str(diameter_A)]
+        picker = ["--model", str(model)] if model is not None else \
+            ["--method", "dog", "--diameter-A", str(diameter_A)]
         runner([sys.executable, "-m", "genem", "pick", "apply", *picker, "--micrographs",
                 str(in_dir / "micrographs.star"), "--out", str(out_dir), *ENGINE_PROGRESS, *map(str, engine_args)], log)
-        picks = on_exposures(read_cs(out_dir / "particles.cs"), mics, inp)
+        uid_of = {name: parse_uid(u) for name, u in zip(mics["rlnMicrographName"], mics[UID_COLUMN])}
+        picks = locate_on_exposures(read_cs(out_dir / "particles.cs"), inp, uid_of)
         job.save_output("particles", fill_output(job, "particles", picks))
         log.info(f"saved {len(picks)} picked particles on {len(inp)} micrographs")
     return job.uid
-
-
-def on_exposures(picks, mics, exposures):
-    """The engine's picks (micrographs named as in ``mics``, the STAR it picked) on the exposures they came from:
-    each particle's micrograph uid and path become its exposure's."""
-    uid_of = dict(zip(mics["rlnMicrographName"], mics[UID_COLUMN]))
-    path_of = {format_uid(u): p for u, p in zip(np.asarray(exposures["uid"], np.uint64),
-                                                blob_paths(exposures, "micrograph_blob"))}
-    uids = [uid_of[str(n.decode() if isinstance(n, bytes) else n)] for n in picks["location/micrograph_path"]]
-    picks["location/micrograph_uid"] = np.array([parse_uid(u) for u in uids], dtype=np.uint64)
-    picks["location/micrograph_path"] = np.array([path_of[u] for u in uids], dtype=object)
-    return picks
 
 
 def run_from_args(args) -> int:
