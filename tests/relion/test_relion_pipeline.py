@@ -115,13 +115,18 @@ def test_relion_reconstruct_of_simulated_particles_matches_ground_truth(project,
     assert fsc_bad[4:9].mean() < fsc[4:9].mean() - 0.3
 
 
+def extract(project: RelionProject, mics_star: str, coords_node: str) -> tuple[str, pd.DataFrame]:
+    """A real Extract job (box BOX, inverted, normalised) on micrographs and a coordinates node; its particles."""
+    job = project.add_job("Extract", {
+        "star_mics": mics_star, "coords_suffix": coords_node, "extract_size": BOX, "do_invert": "Yes",
+        "do_norm": "Yes", "bg_diameter": -1, "nr_mpi": 1})
+    assert project.run(job) == "finished", (project.root / job / "run.err").read_text()
+    return job, read_star(project.root / job / "particles.star")["particles"]
+
+
 def test_extract_job_on_simulated_micrographs_and_coordinates_reconstructs(project, simulated):
     sim, _, _ = simulated
-    job = project.add_job("Extract", {
-        "star_mics": f"{sim}micrographs.star", "coords_suffix": f"{sim}coords_suffix_genem.star",
-        "extract_size": BOX, "do_invert": "Yes", "do_norm": "Yes", "bg_diameter": -1, "nr_mpi": 1})
-    assert project.run(job) == "finished", (project.root / job / "run.err").read_text()
-    extracted = read_star(project.root / job / "particles.star")["particles"]
+    job, extracted = extract(project, f"{sim}micrographs.star", f"{sim}coords_suffix_genem.star")
     truth_parts = read_star(project.root / sim / "particles.star")["particles"]
     assert len(extracted) == len(truth_parts)
     # Extract kept the poses and sub-pixel origins the coordinate files carry
@@ -310,11 +315,7 @@ def test_pick_job_writes_coordinates_relion_reads_with_progress(project, simulat
 def test_extract_job_on_picked_coordinates_extracts_every_pick(project, simulated, picked):
     sim, _, _ = simulated
     pick, _, _ = picked
-    job = project.add_job("Extract", {
-        "star_mics": f"{sim}micrographs.star", "coords_suffix": f"{pick}coords_suffix_genem.star",
-        "extract_size": BOX, "do_invert": "Yes", "do_norm": "Yes", "bg_diameter": -1, "nr_mpi": 1})
-    assert project.run(job) == "finished", (project.root / job / "run.err").read_text()
-    extracted = read_star(project.root / job / "particles.star")["particles"]
+    job, extracted = extract(project, f"{sim}micrographs.star", f"{pick}coords_suffix_genem.star")
     picks = _picks_of(project, pick, read_star(project.root / sim / "micrographs.star")["micrographs"])
     assert len(extracted) == len(picks) > 0
     key = ["rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY"]
