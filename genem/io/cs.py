@@ -203,6 +203,18 @@ def merge_into(base: Dataset, new: Dataset, *, slots=None) -> Dataset:
     return out
 
 
+def locate_on_exposures(particles: Dataset, exposures: Dataset, exposure_uid_of) -> Dataset:
+    """Put ``particles`` on the exposures they were picked on: ``location/micrograph_uid`` and ``micrograph_path``
+    become the exposure's uid and ``micrograph_blob/path``; ``exposure_uid_of`` maps each particle's current
+    ``location/micrograph_path`` (the micrograph name the engine saw) to the exposure's uid."""
+    path_of = dict(zip(np.asarray(exposures["uid"], np.uint64).tolist(), blob_paths(exposures, "micrograph_blob")))
+    names = [p.decode() if isinstance(p, bytes) else str(p) for p in particles["location/micrograph_path"]]
+    uids = [int(exposure_uid_of[n]) for n in names]
+    particles["location/micrograph_uid"] = np.array(uids, dtype=np.uint64)
+    particles["location/micrograph_path"] = np.array([path_of[u] for u in uids], dtype=object)
+    return particles
+
+
 def _spec(dset: Dataset, field: str) -> tuple:
     col = np.asarray(dset[field])
     dt = "O" if col.dtype == object else col.dtype.str

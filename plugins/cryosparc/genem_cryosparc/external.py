@@ -23,9 +23,10 @@ import numpy as np
 
 from genem.io import GenemInputError, read_particles_star, read_star, write_star
 from genem.io import dataset as L
-from genem.io.cs import blob_paths, format_uid, merge_into
+from genem.io.cs import blob_paths, format_uid, locate_on_exposures, merge_into, parse_uid, read_cs
 from genem.io.cs_convert import (
-    UID_COLUMN, cs_dataset_to_star, micrograph_shapes_px, micrographs_star_to_cs_dataset, star_to_cs_dataset,
+    UID_COLUMN, cs_dataset_to_star, cs_exposures_to_micrographs_star, micrograph_shapes_px,
+    micrographs_star_to_cs_dataset, star_to_cs_dataset,
 )
 from genem.io.particles import image_files
 
@@ -125,10 +126,11 @@ def fill_output(job, name: str, dset):
 
 
 # ------------------------------------------------------------------------------------- reading inputs locally
-def localize_inputs(project, dset, work: Path, project_dir=None, log: JobLog | None = None) -> Path:
-    """Return a folder under which every ``blob/path`` of ``dset`` exists: the project directory if it is mounted
+def localize_inputs(project, dset, work: Path, project_dir=None, log: JobLog | None = None,
+                    slot: str = "blob") -> Path:
+    """Return a folder under which every ``<slot>/path`` of ``dset`` exists: the project directory if it is mounted
     here (``project_dir`` or the one the server reports), otherwise a cache that the files are downloaded into."""
-    paths = sorted(set(blob_paths(dset)))
+    paths = sorted(set(blob_paths(dset, slot)))
     if project_dir is not None:
         root = Path(project_dir)
         missing = [p for p in paths if not (root / p).is_file()]
@@ -148,7 +150,7 @@ def localize_inputs(project, dset, work: Path, project_dir=None, log: JobLog | N
             target.parent.mkdir(parents=True, exist_ok=True)
             project.download_file(p, str(target))
         if log is not None:
-            log(f"downloaded {k + 1}/{len(paths)} particle stacks")
+            log(f"downloaded {k + 1}/{len(paths)} image files")
     return cache
 
 
@@ -261,6 +263,41 @@ def denoise_job(cs, project_uid: str, workspace_uid: str, *, particles: str, mod
     return job.uid
 
 
+def pick_job(cs, project_uid: str, workspace_uid: str, *, micrographs: str, model=None, diameter_A=None,
+             engine_args: Sequence[str] = (), work_dir=None, project_dir=None, title: str | None = None,
+             runner: Runner = run_engine, check_engine: bool = True) -> str:
+    """Pick the micrographs of ``JOB.OUTPUT`` (exposures) with ``genem pick apply`` (a picker folder, or the DoG
+    picker of ``diameter_A``): a new job whose ``particles`` output has the engine's ``location`` and
+    ``pick_stats`` (its particles.cs), each particle on the uid and path of the exposure it was picked on."""
+    if check_engine and not engine_available("pick"):
+        raise GenemInputError("genem pick", "not available in this installation (engine not installed yet)")
+    if (model is None) == (diameter_A is None):
+        raise GenemInputError("--model", "give a picker folder (--model) or the DoG picker's --diameter-A, one")
+    src_job, src_output = parse_job_output(micrographs)
+    work = _work_dir(work_dir)
+    project = cs.find_project(project_uid)
+    job = project.create_external_job(workspace_uid, title=title or "GenEM pick")
+    job.connect("micrographs", src_job, src_output, slots=["micrograph_blob"])
+    job.add_output("particle", "particles", slots=["location", "pick_stats"], title="GenEM picks")
+    log = JobLog(job)
+    with job.run():
+        inp = job.load_input("micrographs", ["micrograph_blob"])
+        log.info(f"loaded {len(inp)} micrographs from {src_job}.{src_output}")
+        base = localize_inputs(project, inp, work, project_dir, log, slot="micrograph_blob")
+        in_dir, out_dir = work / "input", work / "picks"
+        optics, mics = cs_exposures_to_micrographs_star(inp, project_root=base, star_root=in_dir, source=micrographs)
+        write_star(in_dir / "micrographs.star", {"optics": optics, "micrographs": mics})
+        picker = ["--model", str(model)] if model is not None else \
+            ["--method", "dog", "--diameter-A", str(diameter_A)]
+        runner([sys.executable, "-m", "genem", "pick", "apply", *picker, "--micrographs",
+                str(in_dir / "micrographs.star"), "--out", str(out_dir), *ENGINE_PROGRESS, *map(str, engine_args)], log)
+        uid_of = {name: parse_uid(u) for name, u in zip(mics["rlnMicrographName"], mics[UID_COLUMN])}
+        picks = locate_on_exposures(read_cs(out_dir / "particles.cs"), inp, uid_of)
+        job.save_output("particles", fill_output(job, "particles", picks))
+        log.info(f"saved {len(picks)} picked particles on {len(inp)} micrographs")
+    return job.uid
+
+
 def run_from_args(args) -> int:
     cs = connect_cryosparc()
     common = dict(work_dir=args.work_dir, title=args.title)
@@ -269,6 +306,10 @@ def run_from_args(args) -> int:
         if extra and extra[0] == "--":
             extra = extra[1:]
         uid = simulate_job(cs, args.project, args.workspace, extra, **common)
+    elif args.online == "pick":
+        uid = pick_job(cs, args.project, args.workspace, micrographs=args.micrographs, model=args.model,
+                       diameter_A=args.diameter_A, engine_args=args.engine_args, project_dir=args.project_dir,
+                       **common)
     elif args.online == "denoise":
         uid = denoise_job(cs, args.project, args.workspace, particles=args.particles, model=args.model,
                           engine_args=args.engine_args, project_dir=args.project_dir, **common)

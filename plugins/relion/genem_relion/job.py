@@ -7,7 +7,7 @@
   and abort, each ending in exactly one exit file; progress lines for ``run.out`` through engine callbacks;
 * :mod:`.supervisor`: :func:`run_program`, each program's ``main``, which supervises a worker process.
 
-The programs (``simulate``, ``translate``, ``denoise``) only declare a :class:`ProgramSpec` and a body. This
+The programs (``simulate``, ``translate``, ``denoise``, ``pick``) only declare a :class:`ProgramSpec` and a body. This
 module gathers the names programs, tests and docs use.
 """
 from genem.io.errors import GenemInputError  # noqa: F401

@@ -15,6 +15,8 @@ NODE_KINDS = {
     "movies": (0, "MicrographMoviesData.star.relion", "MicrographMovieGroupMetadata.star.relion"),
     "micrographs": (1, "MicrographsData.star.relion", "MicrographGroupMetadata.star.relion"),
     "coordinates": (2, "MicrographsCoords.star.relion", "MicrographCoordsGroup.star.relion"),
+    # picks, as RELION's own AutoPick labels its autopick.star (LABEL_AUTOPICK_COORDS in pipeline_jobs.h, 4.0 / 5.0)
+    "picks": (2, "MicrographsCoords.star.relion.autopick", "MicrographCoordsGroup.star.relion.autopick"),
     "particles": (3, "ParticlesData.star.relion", "ParticleGroupMetadata.star.relion"),
     "map": (6, "DensityMap.mrc", "DensityMap.mrc"),
     "mask": (7, "Mask3D.mrc", "Mask3D.mrc"),

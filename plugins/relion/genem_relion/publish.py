@@ -90,9 +90,13 @@ def publish_dataset(job, dataset_dir, *, kinds=("micrographs", "coordinates", "p
     return nodes
 
 
-def write_coordinates(job, mics: pd.DataFrame, parts: pd.DataFrame, *, micrographs_star) -> Path:
+def write_coordinates(job, mics: pd.DataFrame, parts: pd.DataFrame, *, micrographs_star, kind: str = "coordinates",
+                      list_name: str = "coordinates.star") -> Path:
     """Per-micrograph coordinate STARs where RELION looks for them, plus the coordinates node file in the
-    running RELION's form. ``mics`` / ``parts`` carry project-relative micrograph names."""
+    running RELION's form: ``coords_suffix_genem.star`` (3.1: it holds the micrographs STAR's name; Extract gets
+    ``--coord_dir <job>/ --coord_suffix _genem.star``) or ``list_name`` (4.0 / 5.0: block ``coordinate_files`` with
+    rlnMicrographName, rlnMicrographCoordinates; Extract gets ``--coord_list``). ``mics`` / ``parts`` carry
+    project-relative micrograph names."""
     cols = [c for c in COORDINATE_COLUMNS if c in parts.columns]
     files = []
     for name in mics["rlnMicrographName"]:
@@ -106,10 +110,10 @@ def write_coordinates(job, mics: pd.DataFrame, parts: pd.DataFrame, *, micrograp
         node = job.path(f"coords_suffix_{COORDS_SUFFIX}.star")
         write_text_atomic(node, f"{Path(micrographs_star).as_posix()}\n")
     else:
-        node = job.path("coordinates.star")
+        node = job.path(list_name)
         table = pd.DataFrame({"rlnMicrographName": list(mics["rlnMicrographName"]), "rlnMicrographCoordinates": files})
         write_star(node, {"coordinate_files": table})
-    job.add_node(node, "coordinates")
+    job.add_node(node, kind)
     return node
 
 

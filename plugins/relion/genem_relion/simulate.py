@@ -1,6 +1,7 @@
 """``genem-relion-simulate``: a RELION External job that simulates annotated micrographs with GenEM.
 
-Input (Input tab): ``--in_3dref`` a density map, or the parameter ``model`` (an atomic model .pdb/.cif).
+Input (Input tab): ``--in_3dref`` a density map, or the parameter ``model`` (an atomic model .pdb/.cif); with
+neither (and no structures in ``config``), GenEM's built-in default structure, as ``genem simulate`` does.
 Outputs (nodes): ``micrographs.star`` (micrographs with CTF), coordinates (ground-truth centres for Extract),
 ``particles.star`` (extracted particles with exact poses, origins and CTF) and the ground-truth map.
 The engine's dataset folder is kept whole in ``External/jobNNN/dataset/``.
@@ -41,7 +42,8 @@ SPEC = ProgramSpec(
     description="Simulate cryo-EM micrographs of a map or atomic model with exact ground truth (GenEM): "
                 "micrographs with CTF, particle coordinates, extracted particles with poses, and the "
                 "ground-truth map, as RELION nodes.",
-    inputs={"in_3dref": "density map to image (MRC); or give an atomic model as the parameter model"},
+    inputs={"in_3dref": "density map to image (MRC); or give an atomic model as the parameter model; with "
+                        "neither, GenEM's built-in default structure"},
     params=(
         Param("model", "file", None, "atomic model (.pdb/.cif) to image instead of --in_3dref"),
         Param("map_pixel_size", "float", None, "pixel size (A) of an input map whose header has none", minimum=0),
@@ -82,9 +84,6 @@ def build_config(job: RelionJob):
     if ref is not None and prm.model is not None:
         raise GenemInputError("inputs", "give either --in_3dref (a map) or the parameter model (an atomic model), "
                                         "not both")
-    if ref is None and prm.model is None and "structures" not in base:
-        raise GenemInputError("inputs", "nothing to image: give --in_3dref (a map, Input tab) or the parameter "
-                                        "model (an atomic model .pdb/.cif)")
     if ref is not None:
         base["structures"] = [StructureSpec(path=str(Path(ref).resolve()), map_pixel_size_A=prm.map_pixel_size)]
         if prm.pixel_size is None and "pixel_size_A" not in base:
@@ -107,8 +106,13 @@ def build_config(job: RelionJob):
 def run(job: RelionJob) -> None:
     from genem.simulate import run_simulation
 
+    from genem.simulate.config import DEFAULT_STRUCTURE
+
     cfg = build_config(job)
     out = job.path(DATASET_FOLDER)
+    if [s.path for s in cfg.structures] == [str(DEFAULT_STRUCTURE)]:
+        job.log(f"no structure given (--in_3dref or the parameter model): imaging GenEM's built-in default "
+                f"structure {DEFAULT_STRUCTURE.name}, as 'genem simulate' does")
     job.log(f"simulating {cfg.n_micrographs} micrograph(s) of {cfg.micrograph_size_px[0]}x{cfg.micrograph_size_px[1]} "
             f"px at {cfg.pixel_size_A:g} A/px, ~{cfg.particles_per_micrograph or 'auto'} particles each, box "
             f"{cfg.particle_box_px or 'auto'}, noise {cfg.noise_mode}, seed {cfg.seed}, on {job.device}")
