@@ -114,6 +114,8 @@ def run_apply(args):
     try:
         out = apply_translator(args.model, args.simulated, args.out, device=args.device, progress=not args.quiet,
                                command=sys.argv, **given(args, "tile_px", "context_px", "blend_px"))
+    except GenemInputError:
+        raise
     except ValueError as e:
         raise GenemInputError("translate apply", str(e)) from None
     print(f"genem translate apply: wrote {out}")
