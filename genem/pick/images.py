@@ -53,12 +53,28 @@ def read_image(path) -> tuple[np.ndarray, float | None]:
                 if im.mode in ("RGB", "RGBA", "P", "LA"):
                     im = im.convert("L")
                 img = np.asarray(im, dtype=np.float32)
+        except Image.DecompressionBombError:
+            raise GenemInputError(path, f"image header claims {_pixels(path)} pixels: not a micrograph") from None
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
         if img.ndim != 2:
             raise GenemInputError(path, f"not a single 2D image (shape {tuple(img.shape)})")
         return img, None
     raise GenemInputError(path, f"unknown micrograph format {suffix or '(no suffix)'}: use .mrc, .png or .tif")
+
+
+def _pixels(path) -> str:
+    """The pixel count an image's header states (PIL's size check is off here: it only reads the header)."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as im:
+            return f"{im.size[0]} x {im.size[1]}"
+    except Exception:  # noqa: BLE001 - only for the message
+        return "too many"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def probe_image(path) -> tuple[tuple[int, int], float | None]:
@@ -73,7 +89,7 @@ def probe_image(path) -> tuple[tuple[int, int], float | None]:
             raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__})") from None
         if len(shape) == 3 and shape[0] == 1:
             shape = shape[1:]
-        if len(shape) != 2:
+        if len(shape) != 2 or min(shape) < 1:
             raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(shape)})")
         return (int(shape[0]), int(shape[1])), (px if px > 0 and abs(px - 1.0) > 1e-6 else None)
     from PIL import Image, UnidentifiedImageError
@@ -82,6 +98,8 @@ def probe_image(path) -> tuple[tuple[int, int], float | None]:
         with Image.open(path) as im:
             im.verify()
             w, h = im.size
+    except Image.DecompressionBombError:
+        raise GenemInputError(path, f"image header claims {_pixels(path)} pixels: not a micrograph") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
     if path.suffix.lower() not in RASTER_SUFFIXES:

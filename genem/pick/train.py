@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from genem.io import GenemDataset, GenemInputError, write_text_atomic
-from genem.io.atomic import atomic_path
+from genem.io.atomic import atomic_path, remove_stale_temporaries
 from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.progress import ProgressCallback, report
 
@@ -168,6 +168,7 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
         raise GenemInputError(out, "holds a trained picker: choose a new --out, or --resume to train further")
     if (out / CHECKPOINT_FILE).exists() and not resume:
         raise GenemInputError(out, "holds an unfinished training: add --resume, or choose a new --out")
+    remove_stale_temporaries(out)
 
     meta = PickerMeta(px, diameter, config.width, config.depth)
     torch.manual_seed(config.seed)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from genem.io import GenemInputError, read_mrc, write_json_atomic, write_mrc, write_star
-from genem.io.atomic import atomic_path
+from genem.io.atomic import atomic_path, remove_stale_temporaries
 from genem.io.mrc import new_stack_mmap, read_stack_shape
 from genem.io.particles import ParticleSet, read_micrograph_table, read_particle_set, write_particle_table
 
@@ -76,6 +76,7 @@ def _start_record(out_dir: Path, settings: dict, resume: bool) -> None:
         if json.loads(rec.read_text()) != settings:
             raise GenemInputError(rec, "was started with other settings (input, model, steps, samples, seed); "
                                        "resume with the same ones or choose another --out")
+        remove_stale_temporaries(out_dir)  # what a killed run left (an interrupted one cleans up itself)
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(rec, settings)

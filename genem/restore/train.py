@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
+from genem.io.atomic import remove_stale_temporaries
 from genem.io.dataset import CLEAN_IMAGE_COLUMN, PARTICLES_STAR
 from genem.io.outputs import check_out_dir, claim_out_dir
 
@@ -239,6 +240,8 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     if len(train_idx) < 2:
         raise GenemInputError(data_dirs[0] if data_dirs else out_dir, "too few training particles")
     claim_model_folder(out_dir)
+    if resume:
+        remove_stale_temporaries(out_dir)
     ntr = pairs.noisy[train_idx]
     ctr = pairs.clean[train_idx]
     # the networks' output units: clean images times target_scale (a fine-tuned model keeps its start's units)

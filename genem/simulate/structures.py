@@ -44,6 +44,19 @@ def _even_box(diameter_A: float, pixel_size_A: float) -> int:
     return max(16, b + (b % 2))
 
 
+#: the largest potential box a structure may need (a 640^3 float64 volume is 2 GiB; its Fourier work arrays twice that)
+MAX_POTENTIAL_BOX_PX = 640
+
+
+def _check_box(path, box_px: int, pixel_size_A: float) -> int:
+    """Refuse a structure whose potential box would not fit in memory, before allocating it."""
+    if box_px > MAX_POTENTIAL_BOX_PX:
+        raise GenemInputError(path, f"the structure needs a {box_px}^3 box at {pixel_size_A:g} A/px "
+                                    f"({box_px * pixel_size_A:.4g} A wide; at most {MAX_POTENTIAL_BOX_PX}^3): check "
+                                    "its coordinates / pixel size, or simulate at a coarser --pixel-size-A")
+    return box_px
+
+
 def _radius_of(vol: np.ndarray, pixel_size_A: float) -> float:
     n = vol.shape[0]
     c = np.arange(n) - n // 2
@@ -70,8 +83,11 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
             pos, els, bs, occ = read_atomic_model(path)
         except Exception as e:
             raise GenemInputError(path, f"not a readable atomic model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-        extent = 2 * np.linalg.norm(pos - pos.mean(0), axis=1).max()
-        box = _even_box(extent + 20.0, pixel_size_A)
+        with np.errstate(all="ignore"):
+            extent = 2 * np.linalg.norm(pos - pos.mean(0), axis=1).max()
+        if not np.isfinite(extent):
+            raise GenemInputError(path, "atom coordinates that are not numbers (NaN, infinite or out of range)")
+        box = _check_box(path, _even_box(min(extent, 1e9) + 20.0, pixel_size_A), pixel_size_A)
         try:
             vol = potential_from_atoms(pos, els, box, pixel_size_A, bfactors_A2=bs if use_atom_bfactors else None,
                                        occupancies=occ)
@@ -85,8 +101,14 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
         if px is None or px <= 0:
             raise GenemInputError(path, "map header has no pixel size; give it (map_pixel_size_A / --map-pixel-size-A)")
         n = data.shape[0]
+        if not np.isfinite(px):
+            raise GenemInputError(path, f"map pixel size {px} A is not a number")
         new_box = int(round(n * px / pixel_size_A))
         new_box += new_box % 2
+        if new_box < 2:
+            raise GenemInputError(path, f"map of {n} px at {px:g} A/px is {n * px:g} A wide: less than two "
+                                        f"{pixel_size_A:g} A pixels")
+        _check_box(path, new_box, pixel_size_A)
         vol = _fourier_resample(data - np.median(data), new_box)
         env = vol > vol.mean() + 3 * vol.std()
         if not env.any():
