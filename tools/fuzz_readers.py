@@ -183,7 +183,7 @@ def readers(seeds: dict) -> dict:
         read_particle_set(p)
 
     def structure(p):
-        load_potential(p, 8.0)
+        load_potential(p, 20.0)  # coarse: the reading and the checks are what is fuzzed, not the physics
 
     def image(p):
         probe_image(p)

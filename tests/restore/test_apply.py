@@ -143,15 +143,14 @@ def test_bad_inputs_fail_cleanly(pair_dataset, tiny_model_dir, tmp_path, digest)
         Denoiser.load(tmp_path / "nomodel")
 
 
-def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir, tmp_path, monkeypatch):
+def _denoise_interrupted(star, out, model, monkeypatch):
+    """Run denoise_particles into ``out`` and stop it (KeyboardInterrupt) in the second stack (batches of 4, stacks
+    of 10)."""
     import genem.restore.apply as apply_mod
 
-    model = Denoiser.load(tiny_model_dir)
-    star = pair_dataset / "particles.star"
-    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4, progress=False)
     real, calls = apply_mod.denoise_batch, []
 
-    def interrupted(*a, **kw):  # dies in the second stack (batches of 4, stacks of 10)
+    def interrupted(*a, **kw):
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
@@ -159,8 +158,17 @@ def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir
 
     monkeypatch.setattr(apply_mod, "denoise_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        denoise_particles(star, tmp_path / "cut", model, batch_size=4, progress=False)
+        denoise_particles(star, out, model, batch_size=4, progress=False)
     monkeypatch.setattr(apply_mod, "denoise_batch", real)
+
+
+def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir, tmp_path, monkeypatch):
+    import genem.restore.apply as apply_mod
+
+    model = Denoiser.load(tiny_model_dir)
+    star = pair_dataset / "particles.star"
+    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4, progress=False)
+    _denoise_interrupted(star, tmp_path / "cut", model, monkeypatch)
     cut = tmp_path / "cut"
     # unfinished: a record, the first stack only, no metadata that would look finished
     assert (cut / apply_mod.UNFINISHED_RECORD).exists() and not (cut / "particles_denoised.star").exists()
@@ -224,24 +232,11 @@ def test_resume_removes_stale_temporaries_and_gives_identical_bytes(pair_dataset
     stacks are byte for byte those of an uninterrupted run (no wall-clock time in the MRC headers)."""
     import time
 
-    import genem.restore.apply as apply_mod
-
     model = Denoiser.load(tiny_model_dir)
     star = pair_dataset / "particles.star"
     denoise_particles(star, tmp_path / "whole", model, batch_size=4, progress=False)
     time.sleep(1.1)  # a header that stamped the time would now differ
-    real, calls = apply_mod.denoise_batch, []
-
-    def interrupted(*a, **kw):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(apply_mod, "denoise_batch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        denoise_particles(star, tmp_path / "cut", model, batch_size=4, progress=False)
-    monkeypatch.setattr(apply_mod, "denoise_batch", real)
+    _denoise_interrupted(star, tmp_path / "cut", model, monkeypatch)
     stale = next((tmp_path / "cut" / "Denoised").rglob("mic_000001.mrcs")).with_name("mic_000002.mrcs.tmp-k1ll3d.mrcs")
     stale.write_bytes(b"\0" * 1024)
     denoise_particles(star, tmp_path / "cut", model, batch_size=4, progress=False, resume=True)
