@@ -98,7 +98,8 @@ def claim_out_dir(out_dir, command: str, *, markers=(), own_names=()) -> Path:
 
 def check_out_file(path, *, flag: str = "--out") -> Path:
     """Check, writing nothing, that a file can be written at ``path`` (a new file, or one replacing an existing
-    file; its folder is made when the file is written). Refused: an existing folder, a parent that is a file, an unwritable folder."""
+    file; its folder is made when the file is written). Refused: an existing folder, a parent that is a file, an
+    unwritable folder."""
     path = Path(path)
     if path.is_dir():
         raise GenemInputError(path, f"is a folder; {flag} names a file to write")

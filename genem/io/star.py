@@ -58,14 +58,14 @@ MICROGRAPH_PIXEL_SIZE_COLUMNS = ("rlnMicrographPixelSize",)
 
 def numeric_column(table: pd.DataFrame, column: str, source="STAR file", *, integer: bool = False,
                    missing_ok: bool = False) -> np.ndarray:
-    """``table[column]`` as float64 (``integer``: whole numbers); a value that is not a number (text, a cut-off
-    row; NaN unless ``missing_ok``) is a GenemInputError naming the row and the column."""
+    """``table[column]`` as float64 (``integer``: whole numbers); a value that is not a finite number (text, a blank
+    of a cut-off row, infinity; NaN unless ``missing_ok``) is a GenemInputError naming the row and the column."""
     values = table[column]
     out = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(out) if not missing_ok else (np.isnan(out) & values.notna().to_numpy()
-                                                     & (values.astype(str).str.lower() != "nan").to_numpy())
-    if integer and not bad.any():
-        bad = ~np.isfinite(out) | (out != np.round(out))
+    given_nan = (values.isna() | (values.astype(str).str.strip().str.lower() == "nan")).to_numpy()
+    bad = ~np.isfinite(out) & ~(missing_ok & given_nan)
+    if integer:
+        bad |= np.isfinite(out) & (out != np.round(out))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         kind = "a whole number" if integer else "a number"

@@ -12,7 +12,6 @@ Writes ``metrics.json`` and ``montage.png`` (rows: noisy / low-pass / Topaz / de
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
