@@ -266,7 +266,8 @@ def fuzz(per_reader: int, per_command: int, seed: int, work: Path, *, only: str 
     plans += [("commands", name, spec, per_command, lambda fn, p: _run_command(fn(p)))
               for name, spec in commands(seeds, out).items()]
     # the seed of each plan is fixed by its place in the full list: a subset (``only``) repeats the same inputs
-    plans = [(k, *plan) for k, plan in enumerate(plans) if only.lower() in plan[1].lower()]
+    wanted = [w.strip().lower() for w in only.split(",")]
+    plans = [(k, *plan) for k, plan in enumerate(plans) if any(w in plan[1].lower() for w in wanted)]
     signal.signal(signal.SIGALRM, _alarm)
     for k, group, name, (seed_name, suffix, text, offsets, fn), n, runner in plans:
         rng = np.random.default_rng([seed, k])
@@ -315,7 +316,8 @@ def main(argv=None) -> int:
     p.add_argument("--per-command", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the counts and failures here")
-    p.add_argument("--only", default="", help="run only the readers / commands whose name contains this")
+    p.add_argument("--only", default="", help="run only the readers / commands whose name contains one of these "
+                                              "comma-separated words")
     p.add_argument("--keep", help="work folder to keep (default: a temporary one, deleted)")
     args = p.parse_args(argv)
     resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
