@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT_BYTES = 6 * 2 ** 30  # RLIMIT_DATA: a reader that tries to allocate more fails the run
-TIME_LIMIT_S = 30                # per input
+TIME_LIMIT_S = 120               # per input (the largest accepted potential boxes take ~12 s unloaded)
 
 JUNK_TOKENS = ["nan", "NaN", "inf", "-inf", "1e308", "-1e308", "-1", "0", "", "abc", "99999999999999999999",
                '"', "'", "data_", "loop_", "_rlnImageName", "1@", "@", "999999@x.mrcs", "-5@Particles/x.mrcs",
