@@ -71,6 +71,8 @@ def probe_image(path) -> tuple[tuple[int, int], float | None]:
     if path.suffix.lower() in MRC_SUFFIXES:
         try:
             shape, px = read_mrc_header_shape(path)
+        except GenemInputError:
+            raise
         except Exception as e:
             raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__})") from None
         if len(shape) == 3 and shape[0] == 1:
