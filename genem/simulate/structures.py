@@ -66,7 +66,8 @@ def _radius_of(vol: np.ndarray, pixel_size_A: float) -> float:
         return n * pixel_size_A / 4
     order = np.argsort(r.ravel())
     cum = np.cumsum(w[order]) / w.sum()
-    return float(r.ravel()[order][np.searchsorted(cum, 0.95)] * pixel_size_A)
+    # at least half a pixel: a structure inside one voxel (one atom) still has a size to space particles by
+    return max(float(r.ravel()[order][np.searchsorted(cum, 0.95)] * pixel_size_A), 0.5 * pixel_size_A)
 
 
 def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None = None,
@@ -83,6 +84,8 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
             pos, els, bs, occ = read_atomic_model(path)
         except Exception as e:
             raise GenemInputError(path, f"not a readable atomic model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        if not (np.isfinite(occ).all() and np.isfinite(bs).all()) or (occ < 0).any() or (occ > 1).any():
+            raise GenemInputError(path, "occupancies must be numbers in [0, 1] and B-factors numbers")
         with np.errstate(all="ignore"):
             extent = 2 * np.linalg.norm(pos - pos.mean(0), axis=1).max()
         if not np.isfinite(extent):
@@ -117,4 +120,6 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
     else:
         raise GenemInputError(path, f"unknown structure format {path.suffix!r} (use .mrc/.map or .pdb/.cif)")
     vol = np.ascontiguousarray(vol, dtype=np.float32)
+    if not np.isfinite(vol).all() or vol.max() <= 0:
+        raise GenemInputError(path, "the structure gives no positive, finite potential")
     return Potential(vol, pixel_size_A, _radius_of(vol, pixel_size_A), str(path))
