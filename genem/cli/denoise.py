@@ -160,8 +160,12 @@ def run_train(args) -> int:
 
 
 def run_apply(args) -> int:
+    from genem.io.outputs import check_out_dir
     from genem.restore import Denoiser, denoise_micrographs, denoise_particles
+    from genem.restore.apply import OUT_STACK_DIR, UNFINISHED_RECORD
 
+    # here, not in the engine: a RELION job writes into the job folder RELION made for it
+    check_out_dir(args.out, "genem denoise apply", markers=(UNFINISHED_RECORD, "denoise_run.json", OUT_STACK_DIR))
     _threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
     kw = dict(steps=args.steps, postprocess=not args.no_postprocess, invert_contrast=args.invert_contrast,

@@ -65,8 +65,11 @@ def run(args):
     from genem.translate.data import (expand_real_paths, grid_tiles, prepare_real_micrograph,
                                       prepare_simulated_micrograph, read_micrograph_any)
     from genem.io import write_json_atomic
+    from genem.io.outputs import check_out_file
     from genem.progress import report
 
+    out = check_out_file(args.out)
+    plot = check_out_file(args.plot or out.with_suffix(".png"), flag="--plot")
     progress = progress_from_args(args)
     real_files = expand_real_paths(args.real)  # every input found before any is read
     t = args.tile_px
@@ -109,8 +112,6 @@ def run(args):
                    "notes": "raps_distance_log10: mean |log10 RAPS difference| (0 best); histogram_distance_w1: "
                             "W1 of intensity histograms at 1x and 4x binning (0 best); c2st_accuracy: held-out "
                             "accuracy of a small CNN real-vs-synthetic (0.5 = indistinguishable)"})
-    out = Path(args.out)
-    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     plot_raps(plot, real_tiles, synth, pixel_size_A=pixel)
     result["plot"] = str(plot)
     write_json_atomic(out, result)

@@ -115,6 +115,8 @@ def run_apply(args):
     try:
         out = apply_translator(args.model, args.simulated, args.out, device=args.device, progress=progress_from_args(args),
                                command=sys.argv, **given(args, "tile_px", "context_px", "blend_px"))
+    except GenemInputError:
+        raise
     except ValueError as e:
         raise GenemInputError("translate apply", str(e)) from None
     print(f"genem translate apply: wrote {out}")

@@ -89,6 +89,8 @@ def read_mrc(path, *, pixel_size_A: float | None = None, permissive: bool = True
         if stated and max(stated) - min(stated) > 1e-3 * max(stated):
             raise GenemInputError(path, f"anisotropic voxels ({' x '.join(f'{float(v):g}' for v in axes)} A): "
                                         "resample to cubic voxels first, or give the pixel size to use")
+    if data.size == 0:
+        raise GenemInputError(path, f"holds no pixels (shape {data.shape})")
     if not np.all(np.isfinite(data)):
         raise GenemInputError(path, "contains NaN or infinite values")
     return data, pixel_size_A
@@ -117,8 +119,15 @@ def write_mrc(path, data, pixel_size_A: float, *, dtype=np.float32) -> None:
                 m.set_image_stack()
             m.voxel_size = float(pixel_size_A)
             m.update_header_stats()
-            m.header.label[0] = b"GenEM"  # no timestamp: equal data give byte-equal files (shards, resume)
-            m.header.nlabl = 1
+            _label(m)
+
+
+def _label(m) -> None:
+    """GenEM's one header label, in place of mrcfile's, which holds the time: equal data give byte-equal files
+    (shards, resumed runs)."""
+    m.header.label[:] = b""
+    m.header.label[0] = b"GenEM"
+    m.header.nlabl = 1
 
 
 def read_stack_images(path, indices) -> np.ndarray:
@@ -151,3 +160,4 @@ def new_stack_mmap(path, shape, pixel_size_A: float):
         m.voxel_size = float(pixel_size_A)
         yield m.data
         m.update_header_stats()
+        _label(m)

@@ -122,7 +122,7 @@ def read_particle_set(path, *, root=None, pixel_size_A: float | None = None) -> 
         rel = [p for _, p in names]
         index = np.array([i for i, _ in names], dtype=np.int64)
         px = np.full(len(rows), float(pixel_size_A)) if pixel_size_A is not None else \
-            star_pixel_sizes_A(blocks.get("optics"), rows)
+            star_pixel_sizes_A(blocks.get("optics"), rows, source=path)
         base = resolve_root(rel, path, root)
         table = blocks
     elif suffix == ".cs":
@@ -241,5 +241,5 @@ def read_micrograph_table(path, *, root=None, pixel_size_A: float | None = None)
         pxs = [float(pixel_size_A)] * len(rows)
     else:
         pxs = [float(p) if np.isfinite(p) else None for p in
-               star_pixel_sizes_A(blocks.get("optics"), rows, MICROGRAPH_PIXEL_SIZE_COLUMNS)]
+               star_pixel_sizes_A(blocks.get("optics"), rows, MICROGRAPH_PIXEL_SIZE_COLUMNS, path)]
     return MicrographTable(path, blocks, key, base, names, pxs)

@@ -47,14 +47,16 @@ def read_image(path) -> tuple[np.ndarray, float | None]:
             raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(img.shape)})")
         return img, px
     if suffix in RASTER_SUFFIXES:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         try:
             with Image.open(path) as im:
                 if im.mode in ("RGB", "RGBA", "P", "LA"):
                     im = im.convert("L")
                 img = np.asarray(im, dtype=np.float32)
-        except (UnidentifiedImageError, OSError, ValueError) as e:
+        except Image.DecompressionBombError as e:
+            raise GenemInputError(path, f"not a micrograph: {str(e).split(',')[0]}") from None
+        except Exception as e:  # noqa: BLE001 - PIL meets a corrupt file with many kinds (TypeError, SyntaxError ...)
             raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
         if img.ndim != 2:
             raise GenemInputError(path, f"not a single 2D image (shape {tuple(img.shape)})")
@@ -72,20 +74,24 @@ def probe_image(path) -> tuple[tuple[int, int], float | None]:
     if path.suffix.lower() in MRC_SUFFIXES:
         try:
             shape, px = read_mrc_header_shape(path)
+        except GenemInputError:
+            raise
         except Exception as e:
             raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__})") from None
         if len(shape) == 3 and shape[0] == 1:
             shape = shape[1:]
-        if len(shape) != 2:
+        if len(shape) != 2 or min(shape) < 1:
             raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(shape)})")
         return (int(shape[0]), int(shape[1])), (px if px > 0 and abs(px - 1.0) > 1e-6 else None)
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.verify()
             w, h = im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except Image.DecompressionBombError as e:
+        raise GenemInputError(path, f"not a micrograph: {str(e).split(',')[0]}") from None
+    except Exception as e:  # noqa: BLE001 - as in read_image
         raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
     if path.suffix.lower() not in RASTER_SUFFIXES:
         raise GenemInputError(path, "unknown micrograph format: use .mrc, .png or .tif")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from genem.io import GenemInputError, read_mrc, write_json_atomic, write_mrc, write_star
-from genem.io.atomic import atomic_path
+from genem.io.atomic import atomic_path, remove_stale_temporaries
 from genem.io.mrc import new_stack_mmap, read_stack_shape
 from genem.io.particles import ParticleSet, read_micrograph_table, read_particle_set, write_particle_table
 from genem.ops import (blend_tiles_2d, blend_window_1d, normalize_background_2d, normalize_image_2d,
@@ -78,6 +78,7 @@ def _start_record(out_dir: Path, settings: dict, resume: bool) -> None:
         if json.loads(rec.read_text()) != settings:
             raise GenemInputError(rec, "was started with other settings (input, model, steps, samples, seed); "
                                        "resume with the same ones or choose another --out")
+        remove_stale_temporaries(out_dir)  # what a killed run left (an interrupted one cleans up itself)
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(rec, settings)

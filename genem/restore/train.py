@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
+from genem.io.atomic import remove_stale_temporaries
 from genem.io.dataset import CLEAN_IMAGE_COLUMN, PARTICLES_STAR
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.ops import normalize_background_pair_2d
 from genem.progress import ProgressCallback, report
 
@@ -190,16 +192,25 @@ def _split(pairs: PairSet, cfg: TrainConfig):
     return perm[n_val:], perm[:n_val]
 
 
+TRAIN_COMMAND = "genem denoise train"
+OWN_RECORDS = ("model.pt", "checkpoints")  # a model folder written before the output mark existed
+
+
 def check_model_folder(out_dir, resume: bool) -> None:
-    """Refuse an output folder that holds a finished model, or an unfinished run's checkpoints without
-    ``resume``."""
-    out_dir = Path(out_dir)
+    """Refuse an output folder that is not this command's (:func:`genem.io.outputs.check_out_dir`), that holds a
+    finished model, or an unfinished run's checkpoints without ``resume``."""
+    out_dir = check_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
     if resume:
         return
     if (out_dir / "model.pt").exists():
         raise GenemInputError(out_dir, "already holds a trained model; choose another --out")
     if (out_dir / "checkpoints" / "diffusion.pt").exists():
         raise GenemInputError(out_dir, "holds checkpoints of an unfinished run; pass --resume or choose another --out")
+
+
+def claim_model_folder(out_dir) -> Path:
+    """Create and mark the model folder (checked by :func:`check_model_folder`)."""
+    return claim_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
 
 
 def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, device="cpu", resume: bool = False,
@@ -223,6 +234,9 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     train_idx, val_idx = _split(pairs, config)
     if len(train_idx) < 2:
         raise GenemInputError(data_dirs[0] if data_dirs else out_dir, "too few training particles")
+    claim_model_folder(out_dir)
+    if resume:
+        remove_stale_temporaries(out_dir)
     ntr = pairs.noisy[train_idx]
     ctr = pairs.clean[train_idx]
     # the networks' output units: clean images times target_scale (a fine-tuned model keeps its start's units)

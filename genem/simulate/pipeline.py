@@ -16,6 +16,7 @@ from genem.io import dataset as L
 from genem.io.dataset import DatasetWriter
 from genem.io.errors import GenemInputError
 from genem.io.mrc import read_mrc
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.io.star import read_star
 from genem.physics.ctf import CTFParams
 from genem.physics.detector import read_mtf_star
@@ -301,6 +302,9 @@ def _recorded_snr(noise_mode: str, snr: float, img) -> float:
     return 0.0
 
 
+SIMULATE_COMMAND = "genem simulate"
+
+
 def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), device: str = "cpu",
                    progress: ProgressCallback | None = None, command_line=None, log=None) -> Path:
     """Simulate into ``out_dir``; returns the folder. Shard ``(i, n)`` does micrographs with index % n == i; the
@@ -313,9 +317,11 @@ def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), 
         raise GenemInputError("--shard", f"must be i/n with 0 <= i < n, got {i_shard}/{n_shard}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GenemInputError("--device", "CUDA requested but not available")
+    own = dict(markers=(f"{L.PARTS_DIR}/config.json",), own_names=(L.PARTS_DIR,))  # its records: resumable
+    check_out_dir(out_dir, SIMULATE_COMMAND, **own)
     prep = _Prepared(cfg, device, log=log)  # validates every input before anything is written
     cfg = prep.cfg
-    root = Path(out_dir)
+    root = claim_out_dir(out_dir, SIMULATE_COMMAND, **own)
     out = DatasetWriter(root)
     if out.has_record("config"):
         if out.read_record("config") != json.loads(json.dumps(cfg.to_dict())):

@@ -43,6 +43,9 @@ def _even_box(diameter_A: float, pixel_size_A: float) -> int:
     return max(16, b + (b % 2))
 
 
+#: the largest potential box a structure may need (a 640^3 float64 volume is 2 GiB; its Fourier work arrays twice that)
+
+
 def _radius_of(vol: np.ndarray, pixel_size_A: float) -> float:
     n = vol.shape[0]
     c = np.arange(n) - n // 2
@@ -52,7 +55,8 @@ def _radius_of(vol: np.ndarray, pixel_size_A: float) -> float:
         return n * pixel_size_A / 4
     order = np.argsort(r.ravel())
     cum = np.cumsum(w[order]) / w.sum()
-    return float(r.ravel()[order][np.searchsorted(cum, 0.95)] * pixel_size_A)
+    # at least half a pixel: a structure inside one voxel (one atom) still has a size to space particles by
+    return max(float(r.ravel()[order][np.searchsorted(cum, 0.95)] * pixel_size_A), 0.5 * pixel_size_A)
 
 
 #: bytes per voxel of a potential's box while it is made and projected: the resampling spectrum (complex128)
@@ -97,8 +101,13 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
             pos, els, bs, occ = read_atomic_model(path)
         except Exception as e:
             raise GenemInputError(path, f"not a readable atomic model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-        extent = 2 * np.linalg.norm(pos - pos.mean(0), axis=1).max()
-        box = _even_box(extent + 20.0, pixel_size_A)
+        if not (np.isfinite(occ).all() and np.isfinite(bs).all()) or (occ < 0).any() or (occ > 1).any():
+            raise GenemInputError(path, "occupancies must be numbers in [0, 1] and B-factors numbers")
+        with np.errstate(all="ignore"):
+            extent = 2 * np.linalg.norm(pos - pos.mean(0), axis=1).max()
+        if not np.isfinite(extent):
+            raise GenemInputError(path, "atom coordinates that are not numbers (NaN, infinite or out of range)")
+        box = _even_box(min(extent, 1e9) + 20.0, pixel_size_A)
         check_potential_box(path, box, f"the model spans {extent:.0f} A (check its coordinates)")
         try:
             vol = potential_from_atoms(pos, els, box, pixel_size_A, bfactors_A2=bs if use_atom_bfactors else None,
@@ -116,8 +125,13 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
             raise GenemInputError(path, f"map pixel size {px} A is not a positive number (map_pixel_size_A / "
                                         "--map-pixel-size-A)")
         n = data.shape[0]
+        if not np.isfinite(px):
+            raise GenemInputError(path, f"map pixel size {px} A is not a number")
         new_box = int(round(n * px / pixel_size_A))
         new_box += new_box % 2
+        if new_box < 2:
+            raise GenemInputError(path, f"map of {n} px at {px:g} A/px is {n * px:g} A wide: less than two "
+                                        f"{pixel_size_A:g} A pixels")
         check_potential_box(path, new_box, f"the map ({n}^3 px at {px:g} A/px) spans {n * px:.0f} A; at "
                                            f"{pixel_size_A:g} A/px (check --map-pixel-size-A)")
         vol = resample_fourier_3d(data - np.median(data), new_box, centered=False)
@@ -128,4 +142,6 @@ def load_potential(path, pixel_size_A: float, *, map_pixel_size_A: float | None 
     else:
         raise GenemInputError(path, f"unknown structure format {path.suffix!r} (use .mrc/.map or .pdb/.cif)")
     vol = np.ascontiguousarray(vol, dtype=np.float32)
+    if not np.isfinite(vol).all() or vol.max() <= 0:
+        raise GenemInputError(path, "the structure gives no positive, finite potential")
     return Potential(vol, pixel_size_A, _radius_of(vol, pixel_size_A), str(path))

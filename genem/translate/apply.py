@@ -25,6 +25,7 @@ import genem
 from genem.io import GenemDataset, GenemInputError, read_mrc, write_mrc
 from genem.io import dataset as L
 from genem.io.dataset import DatasetWriter
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.io.star import split_image_name
 from genem.ops import normalize_image_2d
 from genem.progress import ProgressCallback, report
@@ -43,10 +44,16 @@ def translate_micrograph(generator, image_hw: np.ndarray, *, clip_sigma: float =
     return normalize_image_2d(y)[0]
 
 
+APPLY_COMMAND = "genem translate apply"
+#: its records (resumable runs); its records folder alone is what an interrupted run may have left
+OWN_OUTPUT = dict(markers=(f"{L.PARTS_DIR}/translate_job.json",), own_names=(L.PARTS_DIR,))
+
+
 def _check_out(sim_root: Path, out: Path):
     s, o = sim_root.resolve(), out.resolve()
     if o == s or s in o.parents:
         raise GenemInputError(out, "output folder must not be the simulated folder or inside it")
+    check_out_dir(out, APPLY_COMMAND, **OWN_OUTPUT)
     if DatasetWriter(out).is_complete:
         raise GenemInputError(out, "already holds a finished dataset; choose a new --out")
 
@@ -76,7 +83,7 @@ def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile
         optics, _ = ds.particles_star()
         box = int(optics["rlnImageSize"].iloc[0])
 
-    writer = DatasetWriter(out).prepare()
+    writer = DatasetWriter(claim_out_dir(out, APPLY_COMMAND, **OWN_OUTPUT)).prepare()
     job = {"model": str(Path(model).resolve()), "simulated": str(sim_root.resolve()), "tile_px": tile_px,
            "context_px": context_px, "blend_px": blend_px}
     if writer.has_record("translate_job"):

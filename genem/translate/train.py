@@ -24,6 +24,7 @@ import torch
 from genem.config import Config
 from genem.io import GenemInputError, atomic_path, write_json_atomic, write_mrc
 from genem.io.atomic import remove_stale_temporaries
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.progress import ProgressCallback, report
 
 from .data import (RealMicrograph, expand_real_paths, load_simulated_set, prepare_real_micrograph,
@@ -217,6 +218,10 @@ def _save_grid(path, real, sim, fake):
     plt.close(fig)
 
 
+TRAIN_COMMAND = "genem translate train"
+OWN_RECORDS = (MODEL_FILE, "checkpoints")  # a model folder written before the output mark existed
+
+
 def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir, *, device: str = "cpu",
                      resume: bool = False, progress: ProgressCallback | None = None,
                      command: list[str] | None = None) -> Path:
@@ -226,7 +231,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     except ``steps``, taken from ``config`` (more to extend a run, or a checkpointed step to finish early); the
     continued run draws the same tiles it would have drawn without the stop.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
     dev = torch.device(device)
     cfg_path = out_dir / "config.json"
     if resume:
@@ -248,7 +253,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     real_images = [r.image for r in reals]
     train_cols = [(0, r.image.shape[1] - int(round(r.image.shape[1] * config.holdout_fraction))) for r in reals]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
     remove_stale_temporaries(out_dir)
     if not resume:
         write_json_atomic(cfg_path, {

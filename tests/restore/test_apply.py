@@ -144,15 +144,14 @@ def test_bad_inputs_fail_cleanly(pair_dataset, tiny_model_dir, tmp_path, digest)
         Denoiser.load(tmp_path / "nomodel")
 
 
-def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir, tmp_path, monkeypatch):
+def _denoise_interrupted(star, out, model, monkeypatch):
+    """Run denoise_particles into ``out`` and stop it (KeyboardInterrupt) in the second stack (batches of 4, stacks
+    of 10)."""
     import genem.restore.apply as apply_mod
 
-    model = Denoiser.load(tiny_model_dir)
-    star = pair_dataset / "particles.star"
-    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4)
     real, calls = apply_mod.denoise_batch, []
 
-    def interrupted(*a, **kw):  # dies in the second stack (batches of 4, stacks of 10)
+    def interrupted(*a, **kw):
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
@@ -160,8 +159,17 @@ def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir
 
     monkeypatch.setattr(apply_mod, "denoise_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        denoise_particles(star, tmp_path / "cut", model, batch_size=4)
+        denoise_particles(star, out, model, batch_size=4)
     monkeypatch.setattr(apply_mod, "denoise_batch", real)
+
+
+def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir, tmp_path, monkeypatch):
+    import genem.restore.apply as apply_mod
+
+    model = Denoiser.load(tiny_model_dir)
+    star = pair_dataset / "particles.star"
+    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4)
+    _denoise_interrupted(star, tmp_path / "cut", model, monkeypatch)
     cut = tmp_path / "cut"
     # unfinished: a record, the first stack only, no metadata that would look finished
     assert (cut / apply_mod.UNFINISHED_RECORD).exists() and not (cut / "particles_denoised.star").exists()
@@ -217,3 +225,26 @@ def test_read_particle_set_resolves_relion_project_paths(shared_data):
     assert ps.box_px == 64 and len(ps.index_of_row) == 2374
     assert np.allclose(ps.pixel_size_A, 3.54)
     assert ps.root == (shared_data / "particles" / "betagal_tutorial").resolve()
+
+
+def test_resume_removes_stale_temporaries_and_gives_identical_bytes(pair_dataset, tiny_model_dir, tmp_path,
+                                                                    monkeypatch):
+    """A killed run leaves a temporary stack (SIGKILL skips the clean-up); --resume deletes it, and the resumed
+    stacks are byte for byte those of an uninterrupted run (no wall-clock time in the MRC headers)."""
+    import time
+
+    model = Denoiser.load(tiny_model_dir)
+    star = pair_dataset / "particles.star"
+    denoise_particles(star, tmp_path / "whole", model, batch_size=4)
+    time.sleep(1.1)  # a header that stamped the time would now differ
+    _denoise_interrupted(star, tmp_path / "cut", model, monkeypatch)
+    stale = next((tmp_path / "cut" / "Denoised").rglob("mic_000001.mrcs")).with_name("mic_000002.mrcs.tmp-k1ll3d.mrcs")
+    stale.write_bytes(b"\0" * 1024)
+    denoise_particles(star, tmp_path / "cut", model, batch_size=4, resume=True)
+    assert not stale.exists()
+    whole = sorted((tmp_path / "whole" / "Denoised").rglob("*.mrcs"))
+    cut = sorted((tmp_path / "cut" / "Denoised").rglob("*.mrcs"))
+    assert [p.name for p in cut] == [p.name for p in whole] == ["mic_000001.mrcs", "mic_000002.mrcs",
+                                                                "mic_000003.mrcs"]
+    for a, b in zip(whole, cut):
+        assert a.read_bytes() == b.read_bytes(), a.name
