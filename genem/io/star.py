@@ -36,6 +36,9 @@ def read_star(path) -> dict[str, pd.DataFrame]:
 def check_star_values(path, block: str, rows: pd.DataFrame) -> None:
     """A row cut short (a file truncated while written, an empty value) or a non-numeric value in a numeric
     column is a GenemInputError naming the block, row (1-based) and column. Columns named ``...Name`` hold text."""
+    twice = rows.columns[rows.columns.duplicated()]
+    if len(twice):
+        raise GenemInputError(path, f"data_{block}: column {twice[0]} appears more than once")
     missing = rows.isna().to_numpy()
     if missing.any():
         r, c = (int(i) for i in np.argwhere(missing)[0])

@@ -136,3 +136,13 @@ def test_nan_or_inf_pixels_are_refused_by_every_image_reader(tmp_path, value):
             ps = read_particle_set(tmp_path / path)
             reader, path = (lambda p: ps.read_images(0, np.arange(4))), path
         assert "NaN or infinite" in _error(reader, tmp_path / path)
+
+
+def test_star_column_named_twice_is_a_clean_error(tmp_path):
+    from genem.io import read_star
+
+    p = tmp_path / "twice.star"
+    p.write_text("data_micrographs\n\nloop_\n_rlnMicrographName #1\n_rlnDefocusU #2\n_rlnDefocusU #3\n"
+                 "a.mrc 1000 x\n")
+    with pytest.raises(GenemInputError, match="rlnDefocusU appears more than once"):
+        read_star(p)
