@@ -20,9 +20,10 @@ import pandas as pd
 
 from genem.io import GenemInputError, write_json_atomic, write_star
 from genem.io.atomic import atomic_path
+from genem.io.images import read_image
 from genem.progress import ProgressCallback, report
 
-from .images import MicrographInput, collect_micrographs, prepare_micrograph, read_image
+from .images import MicrographInput, collect_micrographs, prepare_micrograph
 from .outdir import claim_out_dir
 
 OUTPUT_NAMES = ("picks", "coordinates.star", "particles.cs", "preview.png", "picks.json")

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.fft
 
 from genem.io import GenemDataset, GenemInputError, read_mrc
+from genem.io.images import read_image, stored_dtype
 
 PIXEL_SIZE_RTOL = 0.01  # pixel sizes within 1 % count as equal (no resampling)
 
@@ -81,24 +82,13 @@ class RealMicrograph:
 
 
 def read_micrograph_any(path) -> tuple[np.ndarray, float | None, str]:
-    """Read a 2D micrograph of any MRC mode; return ``(float32 (H, W), header pixel size or None, dtype name)``."""
-    import mrcfile
-
+    """Read a 2D micrograph (MRC of any mode, or an 8-bit PNG/TIFF render); return ``(float32 (H, W), header pixel
+    size or None, stored dtype name)``."""
     path = Path(path)
-    data, px = read_mrc(path)
-    try:
-        with mrcfile.mmap(path, permissive=True, mode="r") as m:
-            dtype = str(m.data.dtype)
-    except Exception:  # read_mrc already succeeded; the dtype is only informative
-        dtype = "unknown"
-    if data.ndim == 3 and data.shape[0] == 1:
-        data = data[0]
-    if data.ndim != 2:
-        raise GenemInputError(path, f"expected a 2D micrograph, got an array of shape {data.shape} "
-                                    "(a movie or stack: give its motion-corrected sum)")
+    data, px = read_image(path)
     if min(data.shape) < 16:
         raise GenemInputError(path, f"micrograph of shape {data.shape} is too small")
-    return data, px, dtype
+    return data, px, stored_dtype(path)
 
 
 def prepare_real_micrograph(path, target_pixel_size_A: float, *, pixel_size_A: float | None = None,
