@@ -318,13 +318,18 @@ def main(argv=None) -> int:
         models["translated_finetuned_real"][s] = ["--model", train(
             run, work / f"model_translated_finetuned_real_seed{s}", [*real_args, "--init", m], geo, steps, s)]
     log("translated, real, fine-tuned: trained")
+    realism = out / "realism.json"  # diagnosis only: held-out strips of the train+valid micrographs vs seed 0's sets
+    run.genem("evaluate", "realism", "--real", *sorted((tmodel / "heldout").glob("*.mrc")),
+              *[f"--synthetic={arm}={sims[arm, 0]}" for arm in ("gaussian", "physics")],
+              f"--synthetic=translated={work / 'sim_translated_seed0'}", "--out", realism, done=realism, tag="realism")
 
     results = score_test(run, models, test_dir, out, work)
     skipped = {"topaz": topaz_reason()}
     log(f"topaz skipped: {skipped['topaz']}")
     report = {"budget": budget, "quick": a.quick, "labels": geo, "imaging": img, "map": cal, "dose": dose,
               "dog_diameter_factor": dog_f, "dog_train_valid_auprc": dog_valid, "valid_auprc": valid_auprc,
-              "translated_from": base, "skipped": skipped}
+              "translated_from": base, "skipped": skipped,
+              "realism": json.loads(realism.read_text())["synthetic"]}
     write_report(out, report, results, run, started, test_dir, geo)
     return 0
 
@@ -383,6 +388,9 @@ def markdown(summary: dict, report: dict) -> str:
         lines.append(f"| {arm} | {len(report['arms'][arm])} | {fmt(s['auprc'])} | {fmt(s['f1'])} |")
     for arm, why in report.get("skipped", {}).items():
         lines.append(f"| {arm} | skipped: {why} | | |")
+    for arm, r in report.get("realism", {}).items():
+        lines.append(f"\nrealism of {arm} against held-out real strips (train+valid): C2ST accuracy "
+                     f"{r['c2st_accuracy']:.3f} (0.5 = indistinguishable), RAPS distance {r['raps_distance_log10']:.3f}")
     lines.append(f"\ntranslated from: {report.get('translated_from')} (valid AUPRC {report.get('valid_auprc')}); "
                  f"total {report['seconds']['total'] / 60:.1f} min; targets {report['targets']}")
     return "\n".join(lines) + "\n"
