@@ -217,6 +217,13 @@ def pick(run: Runner, model_args: list, images: Path, out: Path) -> Path:
     return out
 
 
+def valid_scores(run: Runner, model_args: list, valid_dir: Path, folder: Path) -> dict:
+    """Pick the valid micrograph(s) into ``folder`` and score them: AUPRC, best F1, highest recall reached."""
+    r = evaluate(run, pick(run, model_args, valid_dir / "images", folder), valid_dir / "labels",
+                 folder.with_name(f"eval_{folder.name}.json"))
+    return {"auprc": r["auprc"], "f1": r["f1"], "max_recall": max(r["curve"]["recall"], default=0.0)}
+
+
 def train(run: Runner, out: Path, data_args: list, geo: dict, steps: int, seed: int) -> Path:
     run.genem("pick", "train", *data_args, "--out", out, "--steps", steps, "--seed", seed,
               "--diameter-A", f"{geo['diameter_A']:.2f}", "--pixel-size-A", f"{geo['diameter_A'] / 16:.3f}",
@@ -294,10 +301,8 @@ def main(argv=None) -> int:
             m = train(run, work / f"model_{arm}_seed{s}", ["--data", sims[arm, s]], geo, steps, s)
             models[arm][s] = ["--model", m]
         log(f"{arm}: trained")
-    valid_auprc = {arm: float(np.mean([evaluate(run, pick(run, models[arm][s], valid_dir / "images",
-                                                          work / f"valid_{arm}_seed{s}"), valid_dir / "labels",
-                                                 work / f"eval_valid_{arm}_seed{s}.json")["auprc"] for s in seeds]))
-                   for arm in ("gaussian", "physics")}
+    valid_auprc = {arm: float(np.mean([valid_scores(run, models[arm][s], valid_dir, work / f"valid_{arm}_seed{s}")
+                                       ["auprc"] for s in seeds])) for arm in ("gaussian", "physics")}
     base = max(valid_auprc, key=valid_auprc.get)
     log(f"valid AUPRC {valid_auprc}: translating {base}")
 
@@ -318,6 +323,8 @@ def main(argv=None) -> int:
         models["translated_finetuned_real"][s] = ["--model", train(
             run, work / f"model_translated_finetuned_real_seed{s}", [*real_args, "--init", m], geo, steps, s)]
     log("translated, real, fine-tuned: trained")
+    valid = {arm: [valid_scores(run, models[arm][s], valid_dir, work / f"valid_{arm}_seed{s}") for s in seeds]
+             for arm in ("gaussian", "physics", "translated", "real", "translated_finetuned_real")}
     realism = out / "realism.json"  # diagnosis only: held-out strips of the train+valid micrographs vs seed 0's sets
     run.genem("evaluate", "realism", "--real", *sorted((tmodel / "heldout").glob("*.mrc")),
               *[f"--synthetic={arm}={sims[arm, 0]}" for arm in ("gaussian", "physics")],
@@ -328,7 +335,7 @@ def main(argv=None) -> int:
     log(f"topaz skipped: {skipped['topaz']}")
     report = {"budget": budget, "quick": a.quick, "labels": geo, "imaging": img, "map": cal, "dose": dose,
               "dog_diameter_factor": dog_f, "dog_train_valid_auprc": dog_valid, "valid_auprc": valid_auprc,
-              "translated_from": base, "skipped": skipped,
+              "translated_from": base, "skipped": skipped, "valid": valid,
               "realism": json.loads(realism.read_text())["synthetic"]}
     write_report(out, report, results, run, started, test_dir, geo)
     figure_false_picks(out / "picking_10028_valid.png", work / f"valid_{base}_seed0", valid_dir, geo, base)
@@ -347,6 +354,7 @@ def score_test(run: Runner, models: dict, test_dir: Path, out: Path, work: Path)
             r = evaluate(run, folder, test_dir / "labels", work / f"eval_test_{arm}_seed{s}.json")
             rows.append({"seed": s, "auprc": r["auprc"], "f1": r["f1"], "precision": r["precision"],
                          "recall": r["recall"], "threshold": r["threshold"], "curve": r["curve"],
+                         "max_recall": max(r["curve"]["recall"], default=0.0),
                          "picks": str(folder / "picks")})
         results[arm] = rows
     return results
@@ -357,7 +365,7 @@ def write_report(out: Path, report: dict, results: dict, run: Runner, started: f
     """DIR/report.json (+ mean and sd over seeds, targets, times), DIR/report.md (printed), DIR/picking_10028.png."""
     summary = {arm: {k: (float(np.mean([r[k] for r in rows])),
                          float(np.std([r[k] for r in rows], ddof=1)) if len(rows) > 1 else None)
-                     for k in ("auprc", "f1")} for arm, rows in results.items()}
+                     for k in ("auprc", "f1", "max_recall")} for arm, rows in results.items()}
     seconds = {"total": time.time() - started, **run.times}
     if (out / "report.json").is_file():  # a re-run only did what was missing: the times add up
         for k, v in json.loads((out / "report.json").read_text()).get("seconds", {}).items():
@@ -388,11 +396,12 @@ def markdown(summary: dict, report: dict) -> str:
     def fmt(v):
         return f"{v[0]:.3f}" + (f" +- {v[1]:.3f}" if v[1] is not None else "")
 
-    lines = ["| arm | seeds | test AUPRC | test best F1 |", "|---|---|---|---|"]
+    lines = ["| arm | seeds | test AUPRC | test best F1 | highest recall |", "|---|---|---|---|---|"]
     for arm, s in summary.items():
-        lines.append(f"| {arm} | {len(report['arms'][arm])} | {fmt(s['auprc'])} | {fmt(s['f1'])} |")
+        lines.append(f"| {arm} | {len(report['arms'][arm])} | {fmt(s['auprc'])} | {fmt(s['f1'])} | "
+                     f"{fmt(s['max_recall'])} |")
     for arm, why in report.get("skipped", {}).items():
-        lines.append(f"| {arm} | skipped: {why} | | |")
+        lines.append(f"| {arm} | skipped: {why} | | | |")
     for arm, r in report.get("realism", {}).items():
         lines.append(f"\nrealism of {arm} against held-out real strips (train+valid): C2ST accuracy "
                      f"{r['c2st_accuracy']:.3f} (0.5 = indistinguishable), RAPS distance {r['raps_distance_log10']:.3f}")
