@@ -11,7 +11,6 @@ from .mrc import read_mrc
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".map")
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-IMAGE_SUFFIXES = MRC_SUFFIXES + RASTER_SUFFIXES
 
 
 def read_image(path) -> tuple[np.ndarray, float | None]:

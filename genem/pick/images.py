@@ -17,7 +17,6 @@ from genem.io.mrc import read_mrc_header_shape
 from genem.io.star import merge_optics
 
 
-
 @dataclass(frozen=True)
 class MicrographInput:
     """One micrograph to pick: ``name`` as the user gave it (or as rlnMicrographName), ``path`` on disk."""
