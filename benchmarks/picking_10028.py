@@ -29,7 +29,9 @@ read only to score the final picks.
    DIR/<arm>/picks/<stem>.star (other seeds: DIR/<arm>_seedK/picks/).
 
 Simulations run at twice the real pixel size (10.72 A/px, 512^2 = the real field of view); the picker works at
-diameter / 16 (~19 A/px). Every step goes through the ``genem`` command line; a re-run skips finished steps.
+diameter / 16 (~19 A/px). A seed changes the simulations (seed 1000 + seed) and the pickers; the translator is
+trained once, on seed 0's simulation. Every step goes through the ``genem`` command line (DIR/commands.sh); a
+re-run into the same DIR skips finished steps (adding seeds reuses seed 0), so change code or data in a new DIR.
 """
 from __future__ import annotations
 
