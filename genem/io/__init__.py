@@ -4,6 +4,7 @@ The cryoSPARC names (``read_cs`` ... ``cs_ctf_table``) load cryosparc-tools on f
 from .atomic import atomic_path, write_json_atomic, write_text_atomic
 from .dataset import DatasetWriter, GenemDataset, micrograph_stem
 from .errors import GenemInputError
+from .images import read_image
 from .mrc import header_pixel_size_A, read_mrc, read_stack_images, write_mrc
 from .outputs import check_out_dir, check_out_file, claim_out_dir
 from .particles import (
@@ -23,7 +24,7 @@ __all__ = [
     "DatasetWriter", "GenemDataset", "GenemInputError", "MicrographTable", "ParticleSet", "atomic_path",
     "check_out_dir", "check_out_file", "claim_out_dir", "header_pixel_size_A",
     "image_files", "micrograph_stem", "read_micrograph_table", "read_mrc", "read_particle_ctf_table",
-    "read_particle_set", "read_particles_star", "read_stack_images", "read_star", "resolve_root",
+    "read_image", "read_particle_set", "read_particles_star", "read_stack_images", "read_star", "resolve_root",
     "star_pixel_sizes_A", "write_json_atomic", "write_mrc", "write_particle_table", "write_star",
     "write_text_atomic", *_LAZY,
 ]

@@ -20,10 +20,11 @@ import pandas as pd
 
 from genem.io import GenemInputError, write_json_atomic, write_star
 from genem.io.atomic import atomic_path
+from genem.io.images import read_image
 from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.progress import ProgressCallback, report
 
-from .images import collect_micrographs, prepare_micrograph, read_image
+from .images import collect_micrographs, prepare_micrograph
 
 APPLY_COMMAND = "genem pick apply"
 PICKS_DIR = "picks"

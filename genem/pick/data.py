@@ -12,8 +12,9 @@ import numpy as np
 
 from genem.io import GenemDataset, GenemInputError, read_star
 from genem.io.dataset import COORDS_DIR
+from genem.io.images import MRC_SUFFIXES, RASTER_SUFFIXES, read_image
 
-from .images import MRC_SUFFIXES, RASTER_SUFFIXES, expand_paths, prepare_micrograph, read_image
+from .images import expand_paths, prepare_micrograph
 
 LABEL_SUFFIXES = (".star",) + MRC_SUFFIXES + RASTER_SUFFIXES
 

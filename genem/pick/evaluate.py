@@ -11,11 +11,11 @@ import numpy as np
 from genem.io import GenemInputError, read_star, write_json_atomic
 from genem.io.atomic import atomic_path
 from genem.io.dataset import COORDS_DIR
+from genem.io.images import read_image
 from genem.io.outputs import check_out_file
 
 from .apply import PICKS_DIR, SUMMARY_FILE
 from .data import LABEL_SUFFIXES, disk_diameter_px, label_key, read_coordinates_star, read_mask, centres_from_mask
-from .images import read_image
 from .metrics import match_picks, score_micrographs
 
 

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from genem.io import GenemInputError, read_mrc, read_star
+from genem.io import GenemInputError, read_star
+from genem.io.images import MRC_SUFFIXES, RASTER_SUFFIXES
 from genem.io.mrc import read_mrc_header_shape
 from genem.io.star import merge_optics
 from genem.ops import resample_fourier_2d
-
-MRC_SUFFIXES = (".mrc", ".mrcs", ".map")
-RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
@@ -31,39 +29,6 @@ class MicrographInput:
     @property
     def stem(self) -> str:
         return self.path.stem
-
-
-def read_image(path) -> tuple[np.ndarray, float | None]:
-    """A 2D micrograph as float32 and the header's pixel size (``None`` for rasters or an unset header)."""
-    path = Path(path)
-    if not path.is_file():
-        raise GenemInputError(path, "file not found")
-    suffix = path.suffix.lower()
-    if suffix in MRC_SUFFIXES:
-        img, px = read_mrc(path)
-        if img.ndim == 3 and img.shape[0] == 1:
-            img = img[0]
-        if img.ndim != 2:
-            raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(img.shape)})")
-        return img, px
-    if suffix in RASTER_SUFFIXES:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                if im.mode in ("RGB", "RGBA", "P", "LA"):
-                    im = im.convert("L")
-                img = np.asarray(im, dtype=np.float32)
-        except Image.DecompressionBombError as e:
-            raise GenemInputError(path, f"not a micrograph: {str(e).split(',')[0]}") from None
-        except Exception as e:  # noqa: BLE001 - PIL meets a corrupt file with many kinds (TypeError, SyntaxError ...)
-            raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
-        if img.ndim != 2:
-            raise GenemInputError(path, f"not a single 2D image (shape {tuple(img.shape)})")
-        if not np.all(np.isfinite(img)):
-            raise GenemInputError(path, "contains NaN or infinite values")
-        return img, None
-    raise GenemInputError(path, f"unknown micrograph format {suffix or '(no suffix)'}: use .mrc, .png or .tif")
 
 
 def probe_image(path) -> tuple[tuple[int, int], float | None]:

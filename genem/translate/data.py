@@ -15,7 +15,7 @@ import numpy as np
 
 from genem.io import GenemDataset, GenemInputError, read_mrc
 from genem.io.dataset import MICROGRAPHS_STAR
-from genem.io.mrc import open_mrc
+from genem.io.images import read_image, stored_dtype
 from genem.ops import normalize_image_2d, resample_fourier_2d
 
 PIXEL_SIZE_RTOL = 0.01  # pixel sizes within 1 % count as equal (no resampling)
@@ -54,22 +54,13 @@ class RealMicrograph:
 
 
 def read_micrograph_any(path) -> tuple[np.ndarray, float | None, str]:
-    """Read a 2D micrograph of any MRC mode; return ``(float32 (H, W), header pixel size or None, dtype name)``."""
+    """Read a 2D micrograph (MRC of any mode, or an 8-bit PNG/TIFF render); return ``(float32 (H, W), header pixel
+    size or None, stored dtype name)``."""
     path = Path(path)
-    data, px = read_mrc(path)
-    try:
-        with open_mrc(path, mmap=True) as m:
-            dtype = str(m.data.dtype)
-    except GenemInputError:  # read_mrc already succeeded; the dtype is only informative
-        dtype = "unknown"
-    if data.ndim == 3 and data.shape[0] == 1:
-        data = data[0]
-    if data.ndim != 2:
-        raise GenemInputError(path, f"expected a 2D micrograph, got an array of shape {data.shape} "
-                                    "(a movie or stack: give its motion-corrected sum)")
+    data, px = read_image(path)
     if min(data.shape) < 16:
         raise GenemInputError(path, f"micrograph of shape {data.shape} is too small")
-    return data, px, dtype
+    return data, px, stored_dtype(path)
 
 
 def prepare_real_micrograph(path, target_pixel_size_A: float, *, pixel_size_A: float | None = None,

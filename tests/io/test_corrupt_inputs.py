@@ -119,7 +119,7 @@ def test_damaged_cs_says_what(tmp_path):
 def test_nan_or_inf_pixels_are_refused_by_every_image_reader(tmp_path, value):
     from PIL import Image
 
-    from genem.pick.images import read_image
+    from genem.io.images import read_image
     from genem.translate.data import read_micrograph_any
 
     img = np.zeros((4, 32, 32), np.float32)

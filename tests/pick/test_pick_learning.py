@@ -9,7 +9,7 @@ import torch
 from genem.io import GenemInputError
 from genem.pick import Picker, PickerMeta, PickTrainConfig, pick_image, score_micrographs, train_picker
 from genem.pick.data import dataset_pairs
-from genem.pick.images import read_image
+from genem.io.images import read_image
 from genem.simulate import SimulationConfig, run_simulation
 
 SIM = dict(micrograph_size_px=(256, 256), pixel_size_A=6.0, particle_box_px=32, particles_per_micrograph=12,

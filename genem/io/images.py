@@ -1,0 +1,66 @@
+"""Micrograph images as they come: MRC of any dtype (a single 2D image) or 8-bit PNG/TIFF renders such as
+CryoPPP's. The one reader that picking and translation share."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GenemInputError
+from .mrc import read_mrc
+
+MRC_SUFFIXES = (".mrc", ".mrcs", ".map")
+RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def read_image(path) -> tuple[np.ndarray, float | None]:
+    """A 2D micrograph as float32 and the header's pixel size (``None`` for rasters or an unset header)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenemInputError(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix in MRC_SUFFIXES:
+        img, px = read_mrc(path)
+        if img.ndim == 3 and img.shape[0] == 1:
+            img = img[0]
+        if img.ndim != 2:
+            raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(img.shape)})")
+        return img, px
+    if suffix in RASTER_SUFFIXES:
+        img = np.asarray(_open_raster(path), dtype=np.float32)
+        if img.ndim != 2:
+            raise GenemInputError(path, f"not a single 2D image (shape {tuple(img.shape)})")
+        if not np.all(np.isfinite(img)):
+            raise GenemInputError(path, "contains NaN or infinite values")
+        return img, None
+    raise GenemInputError(path, f"unknown micrograph format {suffix or '(no suffix)'}: use .mrc, .png or .tif")
+
+
+def stored_dtype(path) -> str:
+    """The data type the file stores its pixels in (informative: ``uint8`` for 8-bit renders), or ``unknown``."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in MRC_SUFFIXES:
+            from .mrc import open_mrc
+
+            with open_mrc(path, mmap=True) as m:
+                return str(m.data.dtype)
+        return str(np.asarray(_open_raster(path)).dtype)
+    except Exception:  # only informative
+        return "unknown"
+
+
+def _open_raster(path: Path):
+    """The raster's pixels as a PIL image, colour renders converted to grey levels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("RGB", "RGBA", "P", "LA"):
+                im = im.convert("L")
+            im.load()
+            return im.copy()
+    except Image.DecompressionBombError as e:
+        raise GenemInputError(path, f"not a micrograph: {str(e).split(',')[0]}") from None
+    except Exception as e:  # noqa: BLE001 - PIL meets a corrupt file with many kinds (TypeError, SyntaxError ...)
+        raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
