@@ -43,9 +43,6 @@ def _even_box(diameter_A: float, pixel_size_A: float) -> int:
     return max(16, b + (b % 2))
 
 
-#: the largest potential box a structure may need (a 640^3 float64 volume is 2 GiB; its Fourier work arrays twice that)
-
-
 def _radius_of(vol: np.ndarray, pixel_size_A: float) -> float:
     n = vol.shape[0]
     c = np.arange(n) - n // 2
@@ -65,18 +62,32 @@ POTENTIAL_BYTES_PER_VOXEL = 16 + 32 + 4
 
 
 def available_memory_bytes() -> int:
-    """Memory the system can still give (MemAvailable), or the physical memory where that is unknown."""
+    """Memory this process can still get: the system's MemAvailable (or the physical memory where that is unknown),
+    and no more than the process's own address-space / data limits (``ulimit -v`` / ``-d``, a batch queue's)."""
+    have = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    have = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
+    if have is None:
+        try:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            have = 16 << 30
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 16 << 30
+        import resource
+
+        for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+            soft = resource.getrlimit(limit)[0]
+            if soft != resource.RLIM_INFINITY:
+                have = min(have, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return int(have)
 
 
 def check_potential_box(path, box: int, why: str) -> None:

@@ -175,3 +175,26 @@ def test_no_flag_without_its_default(argv):
     for a in parser._actions:
         if a.option_strings and a.nargs != 0 and not a.required and a.help != argparse.SUPPRESS:
             assert "(default" in (a.help or ""), (argv, a.option_strings)
+
+
+def test_potential_memory_check_respects_the_process_limit(tmp_path):
+    """A map whose resampled potential fits the machine but not the process's data limit (``ulimit -d``, as batch
+    queues set) is refused before allocating, not killed by a MemoryError."""
+    import subprocess
+    import sys
+
+    from genem.io import write_mrc
+
+    mrc = tmp_path / "map.mrc"
+    write_mrc(mrc, np.random.default_rng(0).random((32, 32, 32)).astype(np.float32), 18.75)  # 600 A: 400^3 at 1.5 A
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_DATA, (2 << 30, resource.RLIM_INFINITY))\n"
+            "from genem.io import GenemInputError\n"
+            "from genem.simulate.structures import load_potential\n"
+            "try:\n"
+            "    load_potential(sys.argv[1], 1.5)\n"
+            "except GenemInputError as e:\n"
+            "    print(e); sys.exit(3)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(mrc)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr[-1500:]
+    assert "400^3 potential needs" in r.stdout and "2.0 GiB available" in r.stdout, r.stdout
