@@ -83,7 +83,7 @@ def resolve_config(cfg: SimulationConfig, *, log=None) -> tuple[SimulationConfig
         raise GenemInputError("simulation config", f"{want:g} particles per micrograph do not fit: {fit}")
     if chosen and log is not None:
         log(f"chose {' and '.join(chosen)} for a structure {2 * radius_A:.0f} A across "
-            "(set particles_per_micrograph / particle_box_px to override)")
+            "(--particles / --box, or particles_per_micrograph / particle_box_px, to override)")
     return cfg.replace(particle_box_px=box, particles_per_micrograph=n), potentials
 
 
