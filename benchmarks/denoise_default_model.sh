@@ -20,14 +20,14 @@ for s in range(10):
 PY
 ST="--structure $S/models/6z6u.pdb --structure $S/models/8zpm.cif --structure genem/data/default_structure.pdb"
 for s in 0 1 2 3 4 5 6 7 8 9; do ST="$ST --structure $W/data/blob$s.mrc"; done
-C="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --no-progress --micrograph-size 2048 --particles 120"
+C="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --progress none --micrograph-size 2048 --particles 120"
 python -m genem simulate --out "$W/data/train_snr" $ST $C --n-micrographs 40 --noise-mode snr --snr 0.02,0.3 --seed 202
 python -m genem simulate --out "$W/data/train_poisson_lo" $ST $C --n-micrographs 60 --noise-mode poisson --dose 0.5,4 --seed 201
 python -m genem simulate --out "$W/data/train_poisson_hi" $ST $C --n-micrographs 30 --noise-mode poisson --dose 4,15 --seed 203
 # held out: a structure never seen in training (70S ribosome map): Poisson at SNR ~0.05 (dose 2.2 e/A^2, see
 # rlnGenemSnr in micrographs.star), Gaussian SNR 0.05 and 0.2
 R="--structure $S/maps/aspire/clean70SRibosome_vol_65p.mrc --map-pixel-size-A 3.0"
-C2="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --no-progress --micrograph-size 1024 --particles 40"
+C2="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --progress none --micrograph-size 1024 --particles 40"
 python -m genem simulate --out "$W/data/heldout_poisson" $R $C2 --n-micrographs 8 --noise-mode poisson --dose 2.2 --seed 901
 python -m genem simulate --out "$W/data/heldout_snr005" $R $C2 --n-micrographs 8 --noise-mode snr --snr 0.05 --seed 900
 python -m genem simulate --out "$W/data/heldout_snr02" $R $C2 --n-micrographs 5 --noise-mode snr --snr 0.2 --seed 902

@@ -10,11 +10,11 @@
 set -euo pipefail
 W=${1:?work dir}; S=${2:-../shared/data}; START=${3:-default}
 mkdir -p "$W"
-C="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --no-progress --micrograph-size 2048
+C="--pixel-size-A 3.54 --box 64 --voltage-kV 200 --defocus-A 8000,35000 --progress none --micrograph-size 2048
    --particles 120 --n-micrographs 12 --structure $S/models/6z6u.pdb --structure $S/models/8zpm.cif
    --structure genem/data/default_structure.pdb --noise-mode poisson --dose 2,60"
 python -m genem simulate --out "$W/mix_noice" $C --ice none --seed 7001
 python -m genem simulate --out "$W/mix_ice" $C --seed 7002
 python -m genem denoise train --init "$START" --data "$W/mix_noice" "$W/mix_ice" --out "$W/ft_mix" --steps 600 \
-  --post-steps 400 --lr 3e-4 --post-train-images 1500 --threads 2 --no-progress
+  --post-steps 400 --lr 3e-4 --post-train-images 1500 --threads 2 --progress none
 python benchmarks/denoise_snr_sweep.py "$W" "$S" --model "$W/ft_mix"

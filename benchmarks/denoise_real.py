@@ -36,7 +36,7 @@ from genem.physics import CTFParams, compute_ctf_2d  # noqa: E402
 from genem.restore.apply import denoise_batch  # noqa: E402
 from genem.restore.baselines import gaussian_lowpass, load_topaz, topaz_available, topaz_denoise  # noqa: E402
 from genem.restore.model import Denoiser  # noqa: E402
-from genem.restore.normalize import normalize_images  # noqa: E402
+from genem.ops import normalize_background_2d  # noqa: E402
 
 import os  # noqa: E402
 
@@ -95,7 +95,7 @@ def main(argv=None):
         ims = read_stack_images(DATA / p, [i for _, i in items])
         for (k, _), im in zip(items, ims):
             raw[k] = torch.from_numpy(im)
-    raw, _, _ = normalize_images(raw)
+    raw, _, _ = normalize_background_2d(raw)
     classes, _ = read_mrc(DATA / "Class2D" / "job010" / "run_it025_classes.mrcs")
     classes = torch.from_numpy(classes)
     cls = torch.as_tensor(rows["rlnClassNumber"].to_numpy(int) - 1)

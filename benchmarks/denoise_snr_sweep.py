@@ -42,7 +42,7 @@ def main() -> int:
                             "200", "--defocus-A", "8000,35000", "--micrograph-size", "1024", "--particles", "40",
                             "--n-micrographs", "8", "--noise-mode", mode,
                             "--snr" if mode == "snr" else "--dose", level, "--ice", ice, "--seed", str(seed),
-                            "--no-progress"],
+                            "--progress", "none"],
                            check=True)
         ev = work / (f"eval_{data.name}" + (f"_{Path(a.model).name}" if a.model else ""))
         if not (ev / "metrics.json").exists():

@@ -181,7 +181,7 @@ def bench_micrographs(work: Path, n_mics: int, threads: int, size: int, particle
         base = rss_mb()
         t0 = time.perf_counter()
         last[0], last[1] = t0, time.process_time()
-        run_simulation(cfg, work / "mics", progress=False)
+        run_simulation(cfg, work / "mics")
         total = time.perf_counter() - t0
     finally:
         pipeline._write_micrograph = original

@@ -27,7 +27,7 @@ def main():
                            ice_thickness_nm=(40.0, 40.0), ice_thickness_sd_nm=8.0, ice_correlation_A=400.0,
                            defocus_A=15000.0, seed=3)
     with tempfile.TemporaryDirectory() as tmp:
-        ds = GenemDataset.open(run_simulation(cfg, Path(tmp) / "sim", progress=False))
+        ds = GenemDataset.open(run_simulation(cfg, Path(tmp) / "sim"))
         name = ds.micrographs()["rlnMicrographName"][0]
         noisy, clean = ds.read_micrograph(name), ds.read_micrograph(name, "clean")
         mask, ice = ds.read_micrograph(name, "mask"), ds.read_micrograph(name, "ice")

@@ -47,12 +47,18 @@ def report(progress: ProgressCallback | None, task: str, done: int, total: int |
         progress(ProgressEvent(task, int(done), None if total is None else int(total), unit, dict(info)))
 
 
-def format_event(ev: ProgressEvent) -> str:
-    """``task: 3/10 micrographs (30%) loss=0.12``: the one line format used in logs (run.out, Scipion, cryoSPARC)."""
+def format_event(ev: ProgressEvent, elapsed_s: float | None = None, left_s: float | None = None) -> str:
+    """``task: 3/10 mic (30%), 12 s, about 28 s left loss=0.12``: the one line format used in logs (run.out,
+    Scipion, cryoSPARC). The times are added when given; an event with an empty ``unit`` shows none."""
+    unit = f" {ev.unit}" if ev.unit else ""
     if ev.total:
-        s = f"{ev.task}: {ev.done}/{ev.total} {ev.unit} ({100.0 * ev.done / ev.total:.0f}%)"
+        s = f"{ev.task}: {ev.done}/{ev.total}{unit} ({100.0 * ev.done / ev.total:.0f}%)"
     else:
-        s = f"{ev.task}: {ev.done} {ev.unit}"
+        s = f"{ev.task}: {ev.done}{unit}"
+    if elapsed_s is not None:
+        s += f", {elapsed_s:.0f} s"
+    if left_s is not None:
+        s += f", about {left_s:.0f} s left"
     if ev.info:
         s += " " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ev.info.items())
     return s
@@ -60,7 +66,8 @@ def format_event(ev: ProgressEvent) -> str:
 
 class LineProgress:
     """Writes events as plain lines (see :func:`format_event`) to ``write`` (default: stdout), at most one line per
-    task every ``interval_s`` seconds, plus the first and the last of each task. Suits log files."""
+    task every ``interval_s`` seconds, plus the first and the last of each task, with the time since the task's
+    first event and an estimate of the time left. A finished task's name may be used again. Suits log files."""
 
     def __init__(self, write: Callable[[str], None] | None = None, interval_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -68,14 +75,22 @@ class LineProgress:
         self.interval_s = float(interval_s)
         self._clock = clock
         self._last: dict[str, float] = {}
+        self._first: dict[str, tuple[float, int]] = {}
 
     def __call__(self, ev: ProgressEvent) -> None:
         now = self._clock()
+        t0, done0 = self._first.setdefault(ev.task, (now, ev.done))
         last = self._last.get(ev.task)
         if last is not None and not ev.finished and now - last < self.interval_s:
             return
         self._last[ev.task] = now
-        self._write(format_event(ev))
+        elapsed = now - t0
+        left = None
+        if ev.total and done0 < ev.done < ev.total:
+            left = elapsed / (ev.done - done0) * (ev.total - ev.done)
+        if ev.finished:  # a task of the same name may run again: it starts afresh
+            del self._first[ev.task], self._last[ev.task]
+        self._write(format_event(ev, elapsed, left))
 
 
 class TqdmProgress:

@@ -4,35 +4,48 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .defaults import config_help, given, keyword_help
+from .progress import add_progress_flag, progress_from_args
+
 
 def add_parser(subparsers) -> None:
+    from genem.restore import TrainConfig, denoise_micrographs, denoise_particles, simulate_specimen_pairs
+
+    def train_help(field, text=""):
+        return config_help(TrainConfig, field, text)
+
     p = subparsers.add_parser("denoise", help="train or apply the diffusion particle denoiser")
     sub = p.add_subparsers(dest="denoise_command", required=True)
 
     t = sub.add_parser("train", help="train on (noisy, clean) particle pairs of GenEM dataset folders")
     t.add_argument("--data", nargs="+", default=[], help="GenEM dataset folders (simulate / translate output)")
     t.add_argument("--out", required=True, help="model folder to write (model.pt, model.json, train.json)")
-    t.add_argument("--steps", type=int, default=3000, help="diffusion U-Net optimiser steps")
-    t.add_argument("--post-steps", type=int, default=1000, help="post-processing U-Net steps (0: none)")
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--crop", type=int, default=48, help="training crop size (px)")
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--schedule", choices=("cosine", "linear"), default="cosine")
-    t.add_argument("--timesteps", type=int, default=1000, help="training diffusion steps T")
-    t.add_argument("--prediction", choices=("sample", "epsilon"), default="sample",
-                   help="network predicts the clean image (sample) or the noise (epsilon)")
-    t.add_argument("--channels", type=int, default=24, help="U-Net base channels")
-    t.add_argument("--post-channels", type=int, default=16, help="post-processing U-Net base channels")
-    t.add_argument("--channel-mults", default="1,2,2", help="channel multiplier per U-Net level, e.g. 1,2,2,4")
-    t.add_argument("--post-train-images", type=int, default=1024,
-                   help="training particles whose diffusion outputs train the post-processing U-Net")
-    t.add_argument("--lr-decay", choices=("cosine", "constant"), default="cosine")
-    t.add_argument("--sample-steps", type=int, default=10, help="default DDIM steps of the trained model")
-    t.add_argument("--max-particles", type=int, default=20000)
-    t.add_argument("--checkpoint-every", type=int, default=200)
+    t.add_argument("--steps", type=int, help=train_help("steps", "diffusion U-Net optimiser steps"))
+    t.add_argument("--post-steps", type=int, help=train_help("post_steps", "post-processing U-Net steps (0: none)"))
+    t.add_argument("--batch-size", type=int, help=train_help("batch_size"))
+    t.add_argument("--crop", type=int, help=train_help("crop_px", "training crop size"))
+    t.add_argument("--lr", type=float, help=train_help("lr"))
+    t.add_argument("--schedule", choices=("cosine", "linear"), help=train_help("schedule"))
+    t.add_argument("--timesteps", type=int, help=train_help("num_train_timesteps", "training diffusion steps T"))
+    t.add_argument("--prediction", choices=("sample", "epsilon"),
+                   help=train_help("prediction_type", "network predicts the clean image (sample) or the noise "
+                                                      "(epsilon)"))
+    t.add_argument("--channels", type=int, help=train_help("base_channels", "U-Net base channels"))
+    t.add_argument("--post-channels", type=int,
+                   help=train_help("post_base_channels", "post-processing U-Net base channels"))
+    t.add_argument("--channel-mults", help=train_help("channel_mults", "channel multiplier per U-Net level, e.g. "
+                                                                       "1,2,2,4"))
+    t.add_argument("--post-train-images", type=int,
+                   help=train_help("post_train_images", "training particles whose diffusion outputs train the "
+                                                        "post-processing U-Net"))
+    t.add_argument("--lr-decay", choices=("cosine", "constant"), help=train_help("lr_decay"))
+    t.add_argument("--sample-steps", type=int, help=train_help("sample_steps", "default DDIM steps of the trained "
+                                                                               "model"))
+    t.add_argument("--max-particles", type=int, help=train_help("max_particles"))
+    t.add_argument("--checkpoint-every", type=int, help=train_help("checkpoint_every"))
     t.add_argument("--flip-contrast", action="store_true",
                    help="augment with both contrast polarities (data of unknown polarity)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, help=train_help("seed"))
     t.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     t.add_argument("--device", default="cpu")
     t.add_argument("--init", default=None, metavar="MODEL_DIR",
@@ -48,13 +61,14 @@ def add_parser(subparsers) -> None:
                         "defocus and astigmatism ranges the --structure simulation copies")
     t.add_argument("--map-pixel-size-A", type=float, default=None, help="pixel size of a --structure map whose "
                                                                          "header has none")
-    t.add_argument("--simulate-particles", type=int, default=3600,
-                   help="particles of --structure to simulate (written to OUT/specimen_data)")
+    t.add_argument("--simulate-particles", type=int,
+                   help=keyword_help(simulate_specimen_pairs, "n_particles", "particles of --structure to simulate "
+                                                                             "(written to OUT/specimen_data)"))
     t.add_argument("--keep-specimen-data", action="store_true",
                    help="keep OUT/specimen_data after training (default: deleted once the model is written; "
                         "OUT/specimen_simulation.json holds its exact, seeded configuration)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    t.add_argument("--no-progress", action="store_true")
+    add_progress_flag(t)
     t.set_defaults(func=run_train)
 
     a = sub.add_parser("apply", help="denoise particles (STAR, .cs, .mrcs) or micrographs")
@@ -64,20 +78,23 @@ def add_parser(subparsers) -> None:
     a.add_argument("--out", required=True, help="output folder (new; never an input folder)")
     a.add_argument("--model", default=None, help="model folder (default: the model shipped with GenEM)")
     a.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
-    a.add_argument("--samples", type=int, default=1, help="average this many diffusion samples")
+    a.add_argument("--samples", type=int,
+                   help=keyword_help(denoise_particles, "n_samples", "average this many diffusion samples"))
     a.add_argument("--no-postprocess", action="store_true", help="skip the post-processing U-Net")
-    a.add_argument("--batch-size", type=int, default=64)
+    a.add_argument("--batch-size", type=int, help=keyword_help(denoise_particles, "batch_size"))
     a.add_argument("--root", default=None, help="folder the image paths are relative to (default: found)")
     a.add_argument("--pixel-size-A", type=float, default=None, help="override the pixel size")
     a.add_argument("--invert-contrast", action="store_true",
                    help="the particles have protein black (the model expects RELION's --invert_contrast polarity)")
-    a.add_argument("--tile", type=int, default=256, help="micrograph tile size at the model's pixel size")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--tile", type=int,
+                   help=keyword_help(denoise_micrographs, "tile", "micrograph tile size at the model's pixel size",
+                                     unit="px"))
+    a.add_argument("--seed", type=int, help=keyword_help(denoise_particles, "seed"))
     a.add_argument("--resume", action="store_true",
                    help="continue an interrupted particle run in --out (same settings; finished stacks are kept)")
     a.add_argument("--threads", type=int, default=None)
     a.add_argument("--device", default="cpu")
-    a.add_argument("--no-progress", action="store_true")
+    add_progress_flag(a)
     a.set_defaults(func=run_apply)
 
 
@@ -99,43 +116,41 @@ def _ints(text: str, flag: str) -> tuple:
 
 def run_train(args) -> int:
     from genem.io import GenemInputError
-    from genem.restore.train import TrainConfig, train_denoiser
+    from genem.restore import Denoiser, TrainConfig, train_denoiser
 
     _threads(args.threads)
+    kw = given(args, "steps", "post_steps", "batch_size", "lr", "lr_decay", "schedule", "post_train_images",
+               "sample_steps", "max_particles", "checkpoint_every", "seed", crop_px="crop",
+               num_train_timesteps="timesteps", prediction_type="prediction", base_channels="channels",
+               post_base_channels="post_channels")
+    if args.channel_mults is not None:
+        kw["channel_mults"] = _ints(args.channel_mults, "--channel-mults")
+    if args.flip_contrast:
+        kw["flip_contrast"] = True
     try:
-        cfg = TrainConfig(steps=args.steps, post_steps=args.post_steps, batch_size=args.batch_size,
-                          crop_px=args.crop, lr=args.lr, lr_decay=args.lr_decay, schedule=args.schedule,
-                          channel_mults=_ints(args.channel_mults, "--channel-mults"),
-                          post_train_images=args.post_train_images,
-                          num_train_timesteps=args.timesteps, prediction_type=args.prediction,
-                          base_channels=args.channels, post_base_channels=args.post_channels,
-                          sample_steps=args.sample_steps, max_particles=args.max_particles,
-                          checkpoint_every=args.checkpoint_every, flip_contrast=args.flip_contrast,
-                          seed=args.seed)
+        cfg = TrainConfig(**kw)
     except ValueError as e:
         raise GenemInputError("arguments", str(e)) from None
+    progress = progress_from_args(args)
     init = None
     if args.init:
-        from genem.restore.model import Denoiser
-
         init = Denoiser.load(None if args.init == "default" else args.init)
     data = list(args.data)
     if args.structure or args.like:
         if not (args.structure and args.like and init is not None):
             raise GenemInputError("arguments", "--structure and --like go together, with --init (the model to "
                                                "fine-tune: its pixel size and box set the simulation's)")
-        from genem.restore.specimen import simulate_specimen_pairs
+        from genem.restore import simulate_specimen_pairs
         from genem.restore.train import check_model_folder
 
         check_model_folder(args.out, args.resume)  # before the simulation, not after it
         data.append(simulate_specimen_pairs(args.structure, args.like, args.out, init,
-                                            n_particles=args.simulate_particles,
-                                            map_pixel_size_A=args.map_pixel_size_A, seed=args.seed,
-                                            progress=not args.no_progress, command_line=["genem"] + sys.argv[1:]))
+                                            map_pixel_size_A=args.map_pixel_size_A, seed=cfg.seed,
+                                            progress=progress, command_line=["genem"] + sys.argv[1:],
+                                            **given(args, n_particles="simulate_particles")))
     elif not data:
         raise GenemInputError("arguments", "give --data (GenEM dataset folders) or --structure with --like")
-    path = train_denoiser(data, args.out, cfg, device=args.device, resume=args.resume,
-                          progress=not args.no_progress, init=init)
+    path = train_denoiser(data, args.out, cfg, device=args.device, resume=args.resume, progress=progress, init=init)
     if args.structure and not args.keep_specimen_data:
         import shutil
 
@@ -145,17 +160,21 @@ def run_train(args) -> int:
 
 
 def run_apply(args) -> int:
-    from genem.restore.apply import denoise_micrographs, denoise_particles
-    from genem.restore.model import Denoiser
+    from genem.io.outputs import check_out_dir
+    from genem.restore import Denoiser, denoise_micrographs, denoise_particles
+    from genem.restore.apply import OUT_STACK_DIR, UNFINISHED_RECORD
 
+    # here, not in the engine: a RELION job writes into the job folder RELION made for it
+    check_out_dir(args.out, "genem denoise apply", markers=(UNFINISHED_RECORD, "denoise_run.json", OUT_STACK_DIR))
     _threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
-    kw = dict(steps=args.steps, n_samples=args.samples, postprocess=not args.no_postprocess, seed=args.seed,
-              invert_contrast=args.invert_contrast, root=args.root, pixel_size_A=args.pixel_size_A, progress=not args.no_progress)
+    kw = dict(steps=args.steps, postprocess=not args.no_postprocess, invert_contrast=args.invert_contrast,
+              root=args.root, pixel_size_A=args.pixel_size_A, progress=progress_from_args(args),
+              **given(args, "seed", n_samples="samples"))
     if args.particles:
-        out = denoise_particles(args.particles, args.out, model, batch_size=args.batch_size, resume=args.resume,
+        out = denoise_particles(args.particles, args.out, model, resume=args.resume, **given(args, "batch_size"),
                                 **kw)
     else:
-        out = denoise_micrographs(args.micrographs, args.out, model, tile=args.tile, **kw)
+        out = denoise_micrographs(args.micrographs, args.out, model, **given(args, "tile"), **kw)
     print(f"genem denoise: wrote {Path(out)}", file=sys.stderr)
     return 0

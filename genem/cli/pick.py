@@ -10,27 +10,24 @@ import sys
 
 from genem.io.errors import GenemInputError
 
+from .defaults import config_help
+from .progress import add_progress_flag, progress_from_args
+
 # (flag, PickTrainConfig field, type, help); flags default to None so the config's defaults apply
 TRAIN_OPTIONS = [
-    ("--steps", "steps", int, "training steps (default 2000)"),
-    ("--batch-size", "batch_size", int, "patches per step (default 8)"),
-    ("--patch-px", "patch_px", int, "patch size at the picker's pixel size (default 64)"),
-    ("--lr", "lr", float, "Adam learning rate (default 1e-3)"),
-    ("--seed", "seed", int, "random seed (default 0)"),
-    ("--width", "width", int, "network channels at full resolution (default 16)"),
+    ("--steps", "steps", int, "training steps"),
+    ("--batch-size", "batch_size", int, "patches per step"),
+    ("--patch-px", "patch_px", int, "patch size at the picker's pixel size"),
+    ("--lr", "lr", float, "Adam learning rate"),
+    ("--seed", "seed", int, "random seed"),
+    ("--width", "width", int, "network channels at full resolution"),
     ("--pixel-size-A", "pixel_size_A", float, "picker pixel size (default: particle diameter / 16, never finer "
                                               "than the data)"),
     ("--diameter-A", "particle_diameter_A", float, "particle diameter (default: measured on the masks)"),
     ("--real-pixel-size-A", "real_pixel_size_A", float, "pixel size of the real micrographs (PNG has none)"),
-    ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints (default 200)"),
-    ("--log-every", "log_every", int, "steps per line of loss.tsv (default 10)"),
+    ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints"),
+    ("--log-every", "log_every", int, "steps per line of loss.tsv"),
 ]
-
-
-def _progress(args):
-    from genem.progress import TqdmProgress
-
-    return TqdmProgress(enabled=not args.no_progress)
 
 
 def add_parser(sub):
@@ -48,9 +45,11 @@ def add_parser(sub):
     t.add_argument("--init", help="start from this picker's weights (fine-tuning)")
     t.add_argument("--resume", action="store_true", help="continue from checkpoint.pt in --out")
     t.add_argument("--device", default="cpu", help="cpu or cuda")
+    from genem.pick import PickTrainConfig
+
     for flag, dest, typ, help_ in TRAIN_OPTIONS:
-        t.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
-    t.add_argument("--no-progress", action="store_true")
+        t.add_argument(flag, dest=dest, type=typ, default=None, help=config_help(PickTrainConfig, dest, help_))
+    add_progress_flag(t)
     t.set_defaults(func=run_train)
 
     a = psub.add_parser("apply", help="pick micrographs with a trained picker (or the DoG baseline)")
@@ -66,7 +65,7 @@ def add_parser(sub):
                    help="keep picks scoring at least this (default: the picker's, chosen on its training data; "
                         "0 keeps every candidate, for 'genem evaluate picking')")
     a.add_argument("--device", default="cpu")
-    a.add_argument("--no-progress", action="store_true")
+    add_progress_flag(a)
     a.set_defaults(func=run_apply)
 
 
@@ -75,10 +74,9 @@ def run_train(args) -> int:
 
     cfg = PickTrainConfig(**{dest: getattr(args, dest) for _, dest, _, _ in TRAIN_OPTIONS
                              if getattr(args, dest) is not None})
-    with _progress(args) as progress:
-        out = train_picker(args.data, args.out, cfg, real_labels=args.real_labels,
-                           real_micrographs=args.real_micrographs, init=args.init, resume=args.resume,
-                           device=args.device, progress=progress)
+    out = train_picker(args.data, args.out, cfg, real_labels=args.real_labels,
+                       real_micrographs=args.real_micrographs, init=args.init, resume=args.resume,
+                       device=args.device, progress=progress_from_args(args))
     print(f"genem pick train: wrote {out}")
     return 0
 
@@ -99,8 +97,7 @@ def run_apply(args) -> int:
             if not torch.cuda.is_available():
                 raise GenemInputError("--device", "CUDA requested but not available")
         picker = Picker.load(args.model, device=args.device)
-    with _progress(args) as progress:
-        out = pick_micrographs(picker, args.micrographs, args.out, pixel_size_A=args.pixel_size_A,
-                               threshold=args.threshold, progress=progress)
+    out = pick_micrographs(picker, args.micrographs, args.out, pixel_size_A=args.pixel_size_A,
+                           threshold=args.threshold, progress=progress_from_args(args))
     print(f"genem pick apply: wrote {out}", file=sys.stderr)
     return 0

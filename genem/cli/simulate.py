@@ -5,7 +5,11 @@ import json
 import sys
 from pathlib import Path
 
+from genem.io.dataset import DatasetWriter
 from genem.io.errors import GenemInputError
+
+from .defaults import config_help
+from .progress import add_progress_flag, progress_from_args
 
 
 def _range(text: str):
@@ -36,34 +40,39 @@ def _shard(text: str):
 OPTIONS = [
     ("--n-micrographs", "n_micrographs", int, "number of micrographs"),
     ("--micrograph-size", "micrograph_size_px", _size, "micrograph size in pixels: N or ROWSxCOLS"),
-    ("--pixel-size-A", "pixel_size_A", float, "pixel size of the simulation (A)"),
-    ("--box", "particle_box_px", int, "extraction box (pixels, even)"),
-    ("--particles", "particles_per_micrograph", int, "particles per micrograph (mean)"),
+    ("--pixel-size-A", "pixel_size_A", float, "pixel size of the simulation"),
+    ("--box", "particle_box_px", int, "extraction box (px, even) (default: 1.75x the structure's diameter)"),
+    ("--particles", "particles_per_micrograph", int, "particles per micrograph (the mean with --particles-sd) "
+     "(default: 40, fewer when a large structure does not fit; the run says how many)"),
     ("--particles-sd", "particles_sd", float, "standard deviation of the particle count (0 = fixed)"),
-    ("--min-separation-A", "min_separation_A", float, "minimum distance between particle centres (A)"),
-    ("--edge-margin-px", "edge_margin_px", int, "margin between particle centres and the edge (pixels)"),
-    ("--orientations", "orientations_star", str, "STAR file with rlnAngleRot/Tilt/Psi to draw poses from"),
+    ("--min-separation-A", "min_separation_A", float, "minimum distance between particle centres (A) "
+     "(default: the structure's diameter)"),
+    ("--edge-margin-px", "edge_margin_px", int, "margin between particle centres and the edge (px) "
+     "(default: half the box)"),
+    ("--orientations", "orientations_star", str, "STAR file with rlnAngleRot/Tilt/Psi to draw poses from "
+     "(default: none: uniform over all orientations)"),
     ("--ice", "ice", str, "ice model: random | none | estimate"),
     ("--ice-reference", "ice_reference", str, "real micrograph for --ice estimate (Icebreaker-style)"),
-    ("--ice-thickness-nm", "ice_thickness_nm", _range, "mean ice thickness (nm), or low,high per micrograph"),
-    ("--ice-mfp-nm", "ice_mfp_nm", float, "inelastic mean free path in ice (nm)"),
+    ("--ice-thickness-nm", "ice_thickness_nm", _range, "mean ice thickness, or low,high per micrograph"),
+    ("--ice-mfp-nm", "ice_mfp_nm", float, "inelastic mean free path in ice"),
     ("--solvent-potential-V", "solvent_potential_V", float, "ice potential displaced by an atomic model (V; 0 = vacuum)"),
-    ("--voltage-kV", "voltage_kV", float, "acceleration voltage (kV)"),
-    ("--cs-mm", "cs_mm", float, "spherical aberration (mm)"),
+    ("--voltage-kV", "voltage_kV", float, "acceleration voltage"),
+    ("--cs-mm", "cs_mm", float, "spherical aberration"),
     ("--amplitude-contrast", "amplitude_contrast", float, "amplitude contrast fraction Q0"),
-    ("--defocus-A", "defocus_A", _range, "defocus (A, underfocus positive), or low,high"),
-    ("--astigmatism-A", "astigmatism_A", _range, "astigmatism U-V (A), or low,high"),
-    ("--defocus-angle-deg", "defocus_angle_deg", _range, "astigmatism angle (deg), or low,high"),
-    ("--phase-shift-deg", "phase_shift_deg", _range, "phase-plate shift (deg), or low,high"),
-    ("--bfactor-A2", "bfactor_A2", _range, "CTF B-factor envelope (A^2), or low,high"),
-    ("--illumination-semiangle-mrad", "illumination_semiangle_mrad", float, "illumination semi-angle (mrad)"),
-    ("--defocus-spread-A", "defocus_spread_A", float, "defocus spread Cc*dE/E (A): temporal coherence"),
-    ("--beam-tilt-x-mrad", "beam_tilt_x_mrad", float, "beam tilt x (mrad)"),
-    ("--beam-tilt-y-mrad", "beam_tilt_y_mrad", float, "beam tilt y (mrad)"),
+    ("--defocus-A", "defocus_A", _range, "defocus (underfocus positive), or low,high"),
+    ("--astigmatism-A", "astigmatism_A", _range, "astigmatism U-V, or low,high"),
+    ("--defocus-angle-deg", "defocus_angle_deg", _range, "astigmatism angle, or low,high"),
+    ("--phase-shift-deg", "phase_shift_deg", _range, "phase-plate shift, or low,high"),
+    ("--bfactor-A2", "bfactor_A2", _range, "CTF B-factor envelope, or low,high"),
+    ("--illumination-semiangle-mrad", "illumination_semiangle_mrad", float, "illumination semi-angle"),
+    ("--defocus-spread-A", "defocus_spread_A", float, "defocus spread Cc*dE/E: temporal coherence"),
+    ("--beam-tilt-x-mrad", "beam_tilt_x_mrad", float, "beam tilt x"),
+    ("--beam-tilt-y-mrad", "beam_tilt_y_mrad", float, "beam tilt y"),
     ("--noise-mode", "noise_mode", str, "poisson (dose + shot noise) | snr (Gaussian at a target SNR) | none"),
-    ("--dose", "dose_e_per_A2", _range, "electron dose (e/A^2), or low,high"),
+    ("--dose", "dose_e_per_A2", _range, "electron dose, or low,high"),
     ("--snr", "snr", _range, "target SNR in snr mode, or low,high"),
-    ("--detector-mtf", "detector_mtf", str, "detector MTF as a RELION MTF STAR file"),
+    ("--detector-mtf", "detector_mtf", str, "detector MTF as a RELION MTF STAR file (default: none: a "
+     "perfect detector)"),
     ("--seed", "seed", int, "random seed"),
 ]
 
@@ -75,14 +84,19 @@ def add_parser(sub):
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--config", help="JSON file of SimulationConfig fields (flags override it)")
     p.add_argument("--structure", action="append", default=None,
-                   help="density map (.mrc/.map) or atomic model (.pdb/.cif), optionally PATH:WEIGHT; repeat for a mixture")
-    p.add_argument("--map-pixel-size-A", type=float, help="pixel size of maps whose header has none")
+                   help="density map (.mrc/.map) or atomic model (.pdb/.cif), optionally PATH:WEIGHT; repeat for a mixture "
+                        "(default: GenEM's built-in structure)")
+    p.add_argument("--map-pixel-size-A", type=float, help="pixel size of maps whose header has none "
+                   "(default: the map header's)")
     p.add_argument("--no-particle-height", action="store_true", help="all particles at the micrograph's defocus")
+    from genem.simulate import SimulationConfig
+
     for flag, field, typ, help_ in OPTIONS:
-        p.add_argument(flag, dest=field, type=typ, default=None, help=help_)
-    p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: do micrographs with index %% n == i")
+        p.add_argument(flag, dest=field, type=typ, default=None, help=config_help(SimulationConfig, field, help_))
+    p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: do micrographs with index %% n == i "
+                   "(default: 0/1, all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_flag(p)
     p.set_defaults(func=run)
     return p
 
@@ -114,16 +128,16 @@ def config_from_args(args):
         base["structures"] = specs
     if args.no_particle_height:
         base["particle_height"] = False
-    return SimulationConfig.from_dict(base)
+    return SimulationConfig.from_dict(base, args.config)
 
 
 def run(args) -> int:
     from genem.simulate import run_simulation
 
     cfg = config_from_args(args)
-    root = run_simulation(cfg, args.out, shard=args.shard, device=args.device, progress=not args.no_progress,
-                          command_line=["genem"] + sys.argv[1:])
-    if (root / "manifest.json").exists():
+    root = run_simulation(cfg, args.out, shard=args.shard, device=args.device, progress=progress_from_args(args),
+                          command_line=["genem"] + sys.argv[1:], log=lambda line: print(f"genem simulate: {line}"))
+    if DatasetWriter(root).is_complete:
         print(f"genem simulate: wrote {root}")
     else:
         print(f"genem simulate: shard {args.shard[0]}/{args.shard[1]} done; the last shard to finish writes the tables")

@@ -2,10 +2,11 @@
 
 The cryoSPARC names (``read_cs`` ... ``cs_ctf_table``) load cryosparc-tools on first use."""
 from .atomic import atomic_path, write_json_atomic, write_text_atomic
-from .dataset import GenemDataset, micrograph_stem
+from .dataset import DatasetWriter, GenemDataset, micrograph_stem
 from .errors import GenemInputError
 from .images import read_image
 from .mrc import header_pixel_size_A, read_mrc, read_stack_images, write_mrc
+from .outputs import check_out_dir, check_out_file, claim_out_dir
 from .particles import (
     MicrographTable, ParticleSet, image_files, read_micrograph_table, read_particle_ctf_table, read_particle_set,
     resolve_root, write_particle_table,
@@ -20,7 +21,8 @@ _CS = {
 _LAZY = {name: module for module, names in _CS.items() for name in names}
 
 __all__ = [
-    "GenemDataset", "GenemInputError", "MicrographTable", "ParticleSet", "atomic_path", "header_pixel_size_A",
+    "DatasetWriter", "GenemDataset", "GenemInputError", "MicrographTable", "ParticleSet", "atomic_path",
+    "check_out_dir", "check_out_file", "claim_out_dir", "header_pixel_size_A",
     "image_files", "micrograph_stem", "read_micrograph_table", "read_mrc", "read_particle_ctf_table",
     "read_image", "read_particle_set", "read_particles_star", "read_stack_images", "read_star", "resolve_root",
     "star_pixel_sizes_A", "write_json_atomic", "write_mrc", "write_particle_table", "write_star",

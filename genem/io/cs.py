@@ -94,7 +94,32 @@ def read_cs(path) -> Dataset:
     try:
         return Dataset.load(path)
     except Exception as e:
-        raise GenemInputError(path, f"not a readable cryoSPARC .cs file ({type(e).__name__})") from None
+        raise GenemInputError(path, f"not a readable cryoSPARC .cs file ({cs_problem(path, e)})") from None
+
+
+def cs_problem(path, error: Exception) -> str:
+    """Why a ``.cs`` file cannot be read: truncated (expected N bytes, got M), no NumPy/cryoSPARC header, or the
+    loader's own reason."""
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            f.seek(0)
+            try:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+            except Exception:
+                return "truncated or damaged NumPy header"
+            rows = int(np.prod(shape))
+            expected = f.tell() + rows * dtype.itemsize
+            if not dtype.hasobject and size < expected:
+                return f"truncated: {rows} rows of {dtype.itemsize} bytes: expected {expected} bytes, got {size}"
+    if magic != b"\x93NUMPY" and not magic.startswith(b"\x94CSDAT"):
+        return "no NumPy or cryoSPARC header"
+    cause = error.__cause__ or error.__context__ or error
+    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
 
 
 def write_cs(path, dset: Dataset) -> Path:
@@ -176,6 +201,18 @@ def merge_into(base: Dataset, new: Dataset, *, slots=None) -> Dataset:
     for f in replace:
         out[f] = new[f]
     return out
+
+
+def locate_on_exposures(particles: Dataset, exposures: Dataset, exposure_uid_of) -> Dataset:
+    """Put ``particles`` on the exposures they were picked on: ``location/micrograph_uid`` and ``micrograph_path``
+    become the exposure's uid and ``micrograph_blob/path``; ``exposure_uid_of`` maps each particle's current
+    ``location/micrograph_path`` (the micrograph name the engine saw) to the exposure's uid."""
+    path_of = dict(zip(np.asarray(exposures["uid"], np.uint64).tolist(), blob_paths(exposures, "micrograph_blob")))
+    names = [p.decode() if isinstance(p, bytes) else str(p) for p in particles["location/micrograph_path"]]
+    uids = [int(exposure_uid_of[n]) for n in names]
+    particles["location/micrograph_uid"] = np.array(uids, dtype=np.uint64)
+    particles["location/micrograph_path"] = np.array([path_of[u] for u in uids], dtype=object)
+    return particles
 
 
 def _spec(dset: Dataset, field: str) -> tuple:

@@ -44,7 +44,7 @@ from scipy.spatial.transform import Rotation
 
 from genem.physics.rotations import euler_to_matrix_relion, matrix_to_euler_relion
 
-from .cs import EXPOSURE_BLOB_FIELDS, complete_slots, format_uid, parse_uid, stable_uid, write_cs
+from .cs import EXPOSURE_BLOB_FIELDS, blob_paths, complete_slots, format_uid, parse_uid, stable_uid, write_cs
 from .errors import GenemInputError
 from .mrc import read_mrc_header_shape
 from .star import join_image_name, merge_optics, split_image_name
@@ -383,6 +383,25 @@ def micrographs_star_to_cs_dataset(
              if f"micrograph_blob/{f[0]}" not in cols]
     dset.add_fields(extra)
     return complete_slots(dset)
+
+
+def cs_exposures_to_micrographs_star(dataset: Dataset, *, project_root=None, star_root=None,
+                                     source: str = "exposures.cs") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """cryoSPARC exposures (``micrograph_blob``) -> RELION ``(optics_df, micrographs_df)``, the inverse of
+    :func:`micrographs_star_to_cs_dataset` for the images: rlnMicrographName (rebased as in
+    :func:`cs_dataset_to_star`), one optics group per pixel size (rlnMicrographPixelSize), the uid in rlnGenemCsUid."""
+    for f in ("micrograph_blob/path", "micrograph_blob/psize_A"):
+        if f not in dataset.fields():
+            raise GenemInputError(source, f"field {f} missing (not an exposure dataset with micrographs)")
+    psize = np.asarray(dataset["micrograph_blob/psize_A"], np.float64)
+    sizes, group = np.unique(psize, return_inverse=True)
+    optics = pd.DataFrame({"rlnOpticsGroupName": [f"opticsGroup{g}" for g in range(1, len(sizes) + 1)],
+                           "rlnOpticsGroup": np.arange(1, len(sizes) + 1), "rlnMicrographPixelSize": sizes})
+    mics = pd.DataFrame({"rlnMicrographName": [_rebase(p, project_root, star_root)
+                                               for p in blob_paths(dataset, "micrograph_blob")],
+                         "rlnOpticsGroup": group.astype(np.int64) + 1,
+                         UID_COLUMN: [format_uid(u) for u in np.asarray(dataset["uid"], np.uint64)]})
+    return optics, mics
 
 
 # ------------------------------------------------------------------------------------------------ files

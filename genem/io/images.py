@@ -30,6 +30,8 @@ def read_image(path) -> tuple[np.ndarray, float | None]:
         img = np.asarray(_open_raster(path), dtype=np.float32)
         if img.ndim != 2:
             raise GenemInputError(path, f"not a single 2D image (shape {tuple(img.shape)})")
+        if not np.all(np.isfinite(img)):
+            raise GenemInputError(path, "contains NaN or infinite values")
         return img, None
     raise GenemInputError(path, f"unknown micrograph format {suffix or '(no suffix)'}: use .mrc, .png or .tif")
 
@@ -39,9 +41,9 @@ def stored_dtype(path) -> str:
     path = Path(path)
     try:
         if path.suffix.lower() in MRC_SUFFIXES:
-            import mrcfile
+            from .mrc import open_mrc
 
-            with mrcfile.mmap(path, permissive=True, mode="r") as m:
+            with open_mrc(path, mmap=True) as m:
                 return str(m.data.dtype)
         return str(np.asarray(_open_raster(path)).dtype)
     except Exception:  # only informative
@@ -50,7 +52,7 @@ def stored_dtype(path) -> str:
 
 def _open_raster(path: Path):
     """The raster's pixels as a PIL image, colour renders converted to grey levels."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
@@ -58,5 +60,7 @@ def _open_raster(path: Path):
                 im = im.convert("L")
             im.load()
             return im.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise GenemInputError(path, f"not a micrograph: {str(e).split(',')[0]}") from None
+    except Exception as e:  # noqa: BLE001 - PIL meets a corrupt file with many kinds (TypeError, SyntaxError ...)
         raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -13,6 +14,8 @@ from .errors import GenemInputError
 
 #: an MRC header pixel size this close to 1.0 A is taken as "not set" (mrcfile's and many programs' default)
 UNSET_HEADER_PIXEL_SIZE_A = 1.0
+#: the fixed part of an MRC header (an extended header of NSYMBT bytes may follow)
+HEADER_BYTES = 1024
 
 
 def header_pixel_size_A(voxel_size_A: float) -> float | None:
@@ -21,24 +24,73 @@ def header_pixel_size_A(voxel_size_A: float) -> float | None:
     return vs if vs > 0 and abs(vs - UNSET_HEADER_PIXEL_SIZE_A) > 1e-6 else None
 
 
+def mrc_problem(path, detail: str = "") -> str:
+    """Why an MRC file cannot be read, from its header and size: truncated (expected N bytes, got M), no MRC
+    identifier, an unknown data mode; else ``detail`` (the MRC library's message)."""
+    return f"not a readable MRC file ({_header_problem(Path(path)) or detail or 'unknown reason'})"
+
+
+def _header_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    if size < HEADER_BYTES:
+        return f"truncated: expected at least a {HEADER_BYTES}-byte header, got {size} bytes"
+    head = np.fromfile(path, dtype=np.uint8, count=HEADER_BYTES).tobytes()
+    if head[208:211] != b"MAP":
+        return "no 'MAP' identifier in its header"
+    order = ">" if head[212] == 0x11 else "<"
+    nx, ny, nz, mode = (int(v) for v in np.frombuffer(head, f"{order}i4", 4))
+    nsymbt = int(np.frombuffer(head, f"{order}i4", 1, 92)[0])
+    if min(nx, ny, nz) <= 0 or nsymbt < 0:
+        return f"invalid header: dimensions {nx}x{ny}x{nz}, extended header {nsymbt} bytes"
+    try:
+        dtype = mrcfile.utils.dtype_from_mode(mode)
+    except ValueError:
+        return f"unknown data mode {mode}"
+    data_bytes = nx * ny * nz * dtype.itemsize
+    expected = HEADER_BYTES + nsymbt + data_bytes
+    if size < expected:
+        return (f"truncated: header says {nz}x{ny}x{nx} {dtype.name}, {data_bytes} bytes of data, the file holds "
+                f"{max(size - HEADER_BYTES - nsymbt, 0)}: expected {expected} bytes, got {size}")
+    return None
+
+
+@contextlib.contextmanager
+def open_mrc(path, *, mmap: bool = False, permissive: bool = True):
+    """``mrcfile``'s open (or memory map) for reading, with its warnings kept quiet and every failure (a file
+    without a data block included) a GenemInputError saying why (:func:`mrc_problem`)."""
+    path = Path(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with (mrcfile.mmap if mmap else mrcfile.open)(path, permissive=permissive, mode="r") as m:
+                if m.data is None:
+                    raise ValueError("no data block")
+                yield m
+        except GenemInputError:
+            raise
+        except Exception as e:  # mrcfile raises ValueError / EOFError / AttributeError on corrupt files
+            said = [str(w.message) for w in caught] + [str(e) or type(e).__name__]
+            raise GenemInputError(path, mrc_problem(path, said[0].splitlines()[0])) from None
+
+
 def read_mrc(path, *, pixel_size_A: float | None = None, permissive: bool = True):
     """Return ``(data float32, pixel_size_A or None)``; ``pixel_size_A`` overrides the header
     (:func:`header_pixel_size_A`)."""
     path = Path(path)
     if not path.exists():
         raise GenemInputError(path, "file not found")
-    try:
-        with mrcfile.open(path, permissive=permissive, mode="r") as m:
-            if m.data is None:
-                raise GenemInputError(path, "not a readable MRC file (no data block)")
-            data = np.asarray(m.data, dtype=np.float32).copy()
-            vs = float(m.voxel_size.x)
-    except GenemInputError:
-        raise
-    except Exception as e:  # mrcfile raises ValueError / EOFError on corrupt files
-        raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__}: {e})".splitlines()[0]) from None
+    with open_mrc(path, permissive=permissive) as m:
+        data = np.asarray(m.data, dtype=np.float32).copy()
+        voxel = m.voxel_size
+        axes = (voxel.x, voxel.y, voxel.z) if m.is_volume() else (voxel.x, voxel.y)
     if pixel_size_A is None:
-        pixel_size_A = header_pixel_size_A(vs)
+        pixel_size_A = header_pixel_size_A(axes[0])
+        stated = [v for v in map(header_pixel_size_A, axes) if v is not None]  # an unset axis is no disagreement
+        if stated and max(stated) - min(stated) > 1e-3 * max(stated):
+            raise GenemInputError(path, f"anisotropic voxels ({' x '.join(f'{float(v):g}' for v in axes)} A): "
+                                        "resample to cubic voxels first, or give the pixel size to use")
+    if data.size == 0:
+        raise GenemInputError(path, f"holds no pixels (shape {data.shape})")
     if not np.all(np.isfinite(data)):
         raise GenemInputError(path, "contains NaN or infinite values")
     return data, pixel_size_A
@@ -46,11 +98,8 @@ def read_mrc(path, *, pixel_size_A: float | None = None, permissive: bool = True
 
 def read_mrc_header_shape(path):
     """``(data shape, header voxel size in A)`` of an MRC file, by memory map."""
-    try:
-        with mrcfile.mmap(path, permissive=True, mode="r") as m:
-            return tuple(int(v) for v in m.data.shape), float(m.voxel_size.x)
-    except Exception as e:
-        raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__})") from None
+    with open_mrc(path, mmap=True) as m:
+        return tuple(int(v) for v in m.data.shape), float(m.voxel_size.x)
 
 
 def read_stack_shape(path) -> tuple[tuple[int, int, int], float]:
@@ -70,8 +119,15 @@ def write_mrc(path, data, pixel_size_A: float, *, dtype=np.float32) -> None:
                 m.set_image_stack()
             m.voxel_size = float(pixel_size_A)
             m.update_header_stats()
-            m.header.label[0] = b"GenEM"  # no timestamp: equal data give byte-equal files (shards, resume)
-            m.header.nlabl = 1
+            _label(m)
+
+
+def _label(m) -> None:
+    """GenEM's one header label, in place of mrcfile's, which holds the time: equal data give byte-equal files
+    (shards, resumed runs)."""
+    m.header.label[:] = b""
+    m.header.label[0] = b"GenEM"
+    m.header.nlabl = 1
 
 
 def read_stack_images(path, indices) -> np.ndarray:
@@ -80,21 +136,16 @@ def read_stack_images(path, indices) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise GenemInputError(path, "image stack not found")
-    try:
-        with mrcfile.mmap(path, permissive=True, mode="r") as m:
-            d = m.data
-            if d.ndim == 2:
-                d = d[None]
-            idx = np.asarray(indices, dtype=np.int64)
-            if idx.size and (idx.min() < 0 or idx.max() >= d.shape[0]):
-                raise GenemInputError(path, f"image index {int(idx.max()) + 1} out of range (stack has {d.shape[0]} images)")
-            order = np.argsort(idx)  # the file in order: one pass over the memory map
-            out = np.empty((len(idx),) + d.shape[1:], np.float32)
-            out[order] = d[idx[order]]
-    except GenemInputError:
-        raise
-    except Exception as e:
-        raise GenemInputError(path, f"not a readable MRC stack ({type(e).__name__})") from None
+    with open_mrc(path, mmap=True) as m:
+        d = m.data
+        if d.ndim == 2:
+            d = d[None]
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= d.shape[0]):
+            raise GenemInputError(path, f"image index {int(idx.max()) + 1} out of range (stack has {d.shape[0]} images)")
+        order = np.argsort(idx)  # the file in order: one pass over the memory map
+        out = np.empty((len(idx),) + d.shape[1:], np.float32)
+        out[order] = d[idx[order]]
     if not np.all(np.isfinite(out)):
         raise GenemInputError(path, "contains NaN or infinite values")
     return out
@@ -109,3 +160,4 @@ def new_stack_mmap(path, shape, pixel_size_A: float):
         m.voxel_size = float(pixel_size_A)
         yield m.data
         m.update_header_stats()
+        _label(m)

@@ -122,7 +122,7 @@ def read_particle_set(path, *, root=None, pixel_size_A: float | None = None) -> 
         rel = [p for _, p in names]
         index = np.array([i for i, _ in names], dtype=np.int64)
         px = np.full(len(rows), float(pixel_size_A)) if pixel_size_A is not None else \
-            star_pixel_sizes_A(blocks.get("optics"), rows)
+            star_pixel_sizes_A(blocks.get("optics"), rows, source=path)
         base = resolve_root(rel, path, root)
         table = blocks
     elif suffix == ".cs":
@@ -142,7 +142,7 @@ def read_particle_set(path, *, root=None, pixel_size_A: float | None = None) -> 
     if len(index) == 0:
         raise GenemInputError(path, "no particles")
     if not np.all(np.isfinite(px)) or np.any(px <= 0):
-        raise GenemInputError(path, "invalid pixel size (give --pixel-size-A)")
+        raise GenemInputError(path, _pixel_size_problem(px, table if suffix == ".star" else None))
     uniq = list(dict.fromkeys(rel))
     pos = {p: k for k, p in enumerate(uniq)}
     stack_of_row = np.array([pos[p] for p in rel], dtype=np.int64)
@@ -150,6 +150,21 @@ def read_particle_set(path, *, root=None, pixel_size_A: float | None = None) -> 
     box = _check_stacks(stacks, stack_of_row, index, path)
     kind = {".star": "star", ".cs": "cs"}.get(suffix, "mrcs")
     return ParticleSet(kind, path, base, stacks, stack_of_row, index, px, box, table)
+
+
+def _pixel_size_problem(px: np.ndarray, blocks: dict | None) -> str:
+    """Which row lacks a valid pixel size, and why (an optics group the optics block does not list)."""
+    if not np.isfinite(px).any():
+        return "no pixel size given (give --pixel-size-A)"
+    r = int(np.argmin(np.isfinite(px) & (px > 0)))
+    rows = blocks[_table_key(blocks, "particles")] if blocks else None
+    optics = blocks.get("optics") if blocks else None
+    if rows is not None and optics is not None and "rlnOpticsGroup" in rows.columns \
+            and "rlnOpticsGroup" in optics.columns:
+        g = rows["rlnOpticsGroup"].iloc[r]
+        if g not in set(optics["rlnOpticsGroup"]):
+            return f"row {r + 1}: optics group {g} is not in data_optics (no pixel size; give --pixel-size-A)"
+    return f"row {r + 1}: invalid pixel size {px[r]:g} A (give --pixel-size-A)"
 
 
 def write_particle_table(ps: ParticleSet, out_path, names: list, new_index: np.ndarray) -> Path:
@@ -226,5 +241,5 @@ def read_micrograph_table(path, *, root=None, pixel_size_A: float | None = None)
         pxs = [float(pixel_size_A)] * len(rows)
     else:
         pxs = [float(p) if np.isfinite(p) else None for p in
-               star_pixel_sizes_A(blocks.get("optics"), rows, MICROGRAPH_PIXEL_SIZE_COLUMNS)]
+               star_pixel_sizes_A(blocks.get("optics"), rows, MICROGRAPH_PIXEL_SIZE_COLUMNS, path)]
     return MicrographTable(path, blocks, key, base, names, pxs)

@@ -19,7 +19,8 @@ def read_star(path) -> dict[str, pd.DataFrame]:
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as e:
-        raise GenemInputError(path, f"not a readable STAR file ({type(e).__name__})") from None
+        detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise GenemInputError(path, f"not a readable STAR file: {detail}") from None
     out = {}
     for k, v in blocks.items():
         if isinstance(v, dict):
@@ -27,7 +28,33 @@ def read_star(path) -> dict[str, pd.DataFrame]:
         out[k] = v
     if not out:
         raise GenemInputError(path, "STAR file has no data blocks")
+    for k, v in out.items():
+        check_star_values(path, k, v)
     return out
+
+
+def check_star_values(path, block: str, rows: pd.DataFrame) -> None:
+    """A row cut short (a file truncated while written, an empty value) or a non-numeric value in a numeric
+    column is a GenemInputError naming the block, row (1-based) and column. Columns named ``...Name`` hold text."""
+    twice = rows.columns[rows.columns.duplicated()]
+    if len(twice):
+        raise GenemInputError(path, f"data_{block}: column {twice[0]} appears more than once")
+    missing = rows.isna().to_numpy()
+    if missing.any():
+        r, c = (int(i) for i in np.argwhere(missing)[0])
+        col = rows.columns[c]
+        if r == len(rows) - 1 and missing[r, c:].all():
+            raise GenemInputError(path, f"truncated: data_{block} row {r + 1} ends before column {col} "
+                                        "(file cut off while being written?)")
+        raise GenemInputError(path, f"data_{block} row {r + 1}, column {col}: no value")
+    for col in rows.columns:
+        values = rows[col]
+        if pd.api.types.is_numeric_dtype(values) or str(col).endswith("Name"):
+            continue
+        numeric = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+        if numeric.any() and not numeric.all():
+            r = int(np.argmin(numeric))
+            raise GenemInputError(path, f"data_{block} row {r + 1}, column {col}: {values.iloc[r]!r} is not a number")
 
 
 def read_particles_star(path) -> tuple[pd.DataFrame | None, pd.DataFrame]:
@@ -56,25 +83,48 @@ IMAGE_PIXEL_SIZE_COLUMNS = ("rlnImagePixelSize", "rlnPixelSize")
 MICROGRAPH_PIXEL_SIZE_COLUMNS = ("rlnMicrographPixelSize",)
 
 
+def numeric_column(table: pd.DataFrame, column: str, source="STAR file", *, integer: bool = False,
+                   missing_ok: bool = False) -> np.ndarray:
+    """``table[column]`` as float64 (``integer``: whole numbers); a value that is not a finite number (text, a blank
+    of a cut-off row, infinity; NaN unless ``missing_ok``) is a GenemInputError naming the row and the column."""
+    values = table[column]
+    out = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+    given_nan = (values.isna() | (values.astype(str).str.strip().str.lower() == "nan")).to_numpy()
+    bad = ~np.isfinite(out) & ~(missing_ok & given_nan)
+    if integer:
+        bad |= np.isfinite(out) & (out != np.round(out))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        kind = "a whole number" if integer else "a number"
+        raise GenemInputError(source, f"row {i + 1}, {column}: {values.iloc[i]!r} is not {kind}")
+    return out
+
+
 def star_pixel_sizes_A(optics: pd.DataFrame | None, rows: pd.DataFrame,
-                       columns=IMAGE_PIXEL_SIZE_COLUMNS) -> np.ndarray:
+                       columns=IMAGE_PIXEL_SIZE_COLUMNS, source="STAR file") -> np.ndarray:
     """Pixel size (A) of each row: from the row's own column, else its optics group's (a table without
     rlnOpticsGroup takes the first optics group's), else RELION 3.0's rlnDetectorPixelSize (um) and
-    rlnMagnification; NaN where none says."""
+    rlnMagnification; NaN where none says. A value that is not a number is a GenemInputError naming ``source``."""
     n = len(rows)
     for col in columns:
         if col in rows.columns:
-            return rows[col].to_numpy(np.float64)
+            return numeric_column(rows, col, source, missing_ok=True)
     if optics is not None and len(optics):
         for col in columns:
             if col not in optics.columns:
                 continue
+            sizes = numeric_column(optics, col, f"{source} (optics)", missing_ok=True)
             if "rlnOpticsGroup" not in rows.columns:
-                return np.full(n, float(optics[col].iloc[0]))
-            lut = dict(zip(optics["rlnOpticsGroup"].astype(int), optics[col].astype(float)))
-            return np.array([lut.get(int(g), np.nan) for g in rows["rlnOpticsGroup"]], dtype=np.float64)
+                return np.full(n, sizes[0])
+            if "rlnOpticsGroup" not in optics.columns:
+                raise GenemInputError(source, "rows name an rlnOpticsGroup but the optics block has no "
+                                              "rlnOpticsGroup column")
+            lut = dict(zip(numeric_column(optics, "rlnOpticsGroup", f"{source} (optics)", integer=True), sizes))
+            return np.array([lut.get(g, np.nan) for g in numeric_column(rows, "rlnOpticsGroup", source,
+                                                                        integer=True)], dtype=np.float64)
     if "rlnDetectorPixelSize" in rows.columns and "rlnMagnification" in rows.columns:
-        return rows["rlnDetectorPixelSize"].to_numpy(np.float64) * 1e4 / rows["rlnMagnification"].to_numpy(np.float64)
+        return (numeric_column(rows, "rlnDetectorPixelSize", source, missing_ok=True) * 1e4
+                / numeric_column(rows, "rlnMagnification", source, missing_ok=True))
     return np.full(n, np.nan)
 
 

@@ -17,23 +17,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genem.ops import normalize_image_2d, radial_power_spectrum_2d
+from genem.progress import ProgressCallback, report
+
 HIST_RANGE = (-6.0, 6.0)
 HIST_BINS = 240
 
 
 def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
-    """Each tile (..., H, W) to zero mean, unit standard deviation."""
-    x = np.asarray(tiles, np.float64)
-    x = x - x.mean(axis=(-2, -1), keepdims=True)
-    s = x.std(axis=(-2, -1), keepdims=True)
-    return (x / np.where(s > 0, s, 1.0)).astype(np.float32)
+    """Each tile (..., H, W) to zero mean, unit standard deviation (float32; statistics in float64)."""
+    return normalize_image_2d(np.asarray(tiles, np.float64))[0].astype(np.float32)
 
 
 def compute_raps_2d(images: np.ndarray, *, window: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Radially averaged power spectrum of square images (..., N, N).
+    """Radially averaged power spectrum (:func:`genem.ops.radial_power_spectrum_2d`) of square images (..., N, N),
+    mean-subtracted and, with ``window``, multiplied by a 2D Hann window first.
 
-    Returns ``(frequency cycles/pixel (N//2,), raps (..., N//2))``; ring k holds |F|^2 at radius in [k-0.5, k+0.5)
-    (k = 0 is DC). Images are mean-subtracted and, with ``window``, multiplied by a 2D Hann window.
+    Returns ``(frequency cycles/pixel (N//2,), raps (..., N//2))``; ring k holds |F|^2 / N^2 at radius in
+    [k-0.5, k+0.5) (k = 0 is DC).
     """
     x = np.asarray(images, np.float64)
     n = x.shape[-1]
@@ -43,17 +44,7 @@ def compute_raps_2d(images: np.ndarray, *, window: bool = True) -> tuple[np.ndar
     if window:
         w1 = np.hanning(n)
         x = x * np.outer(w1, w1)
-    p = np.abs(np.fft.fft2(x)) ** 2 / (n * n)
-    f = np.fft.fftfreq(n)
-    r = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2) * n
-    ring = np.rint(r).astype(np.int64)
-    nb = n // 2
-    keep = ring < nb
-    counts = np.bincount(ring[keep], minlength=nb)
-    flat = p.reshape(-1, n * n)[:, keep.reshape(-1)]
-    sums = np.stack([np.bincount(ring[keep], weights=row, minlength=nb) for row in flat])
-    raps = (sums / np.maximum(counts, 1)).reshape(x.shape[:-2] + (nb,))
-    return np.arange(nb) / n, raps
+    return np.arange(n // 2) / n, radial_power_spectrum_2d(x)[..., :n // 2]
 
 
 def mean_log_raps(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,10 +116,12 @@ class TileClassifier(nn.Module):
 
 def c2st_accuracy(real_tiles: np.ndarray, synthetic_tiles: np.ndarray, *, seed: int = 0, epochs: int = 20,
                   test_fraction: float = 0.3, batch_size: int = 32, lr: float = 1e-3, width: int = 16,
-                  max_tiles_per_class: int | None = 2000) -> dict:
+                  max_tiles_per_class: int | None = 2000, progress: ProgressCallback | None = None,
+                  task: str = "c2st") -> dict:
     """Classifier two-sample test. Equal numbers of real and synthetic tiles (the larger set is subsampled),
     each tile normalised; a seeded split into train / held-out; a small CNN trained with flips and 90-degree
-    rotations; returns ``{"accuracy": held-out accuracy, "n_train": ..., "n_test": ...}``.
+    rotations; returns ``{"accuracy": held-out accuracy, "n_train": ..., "n_test": ...}``. ``progress`` hears
+    each epoch as ``task``.
     """
     rng = np.random.default_rng(seed)
     n = min(len(real_tiles), len(synthetic_tiles))
@@ -150,7 +143,8 @@ def c2st_accuracy(real_tiles: np.ndarray, synthetic_tiles: np.ndarray, *, seed: 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     xt = torch.from_numpy(x_tr)[:, None]
     yt = torch.from_numpy(y_tr)
-    for _ in range(epochs):
+    report(progress, task, 0, epochs, "epoch")
+    for epoch in range(epochs):
         perm = torch.randperm(len(xt), generator=g)
         for i in range(0, len(xt), batch_size):
             idx = perm[i:i + batch_size]
@@ -159,6 +153,7 @@ def c2st_accuracy(real_tiles: np.ndarray, synthetic_tiles: np.ndarray, *, seed: 
             opt.zero_grad()
             loss.backward()
             opt.step()
+        report(progress, task, epoch + 1, epochs, "epoch")
     model.eval()
     with torch.no_grad():
         logits = torch.cat([model(torch.from_numpy(x_te[i:i + 256])[:, None]) for i in range(0, len(x_te), 256)])
@@ -175,19 +170,21 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def evaluate_realism(real_tiles: np.ndarray, synthetic: dict[str, np.ndarray], *, seed: int = 0,
-                     c2st_epochs: int = 20) -> dict:
-    """All three measures for each named synthetic tile set against the real tiles."""
-    report = {"n_real_tiles": int(len(real_tiles)), "tile_px": int(real_tiles.shape[-1]), "synthetic": {}}
+                     c2st_epochs: int = 20, progress: ProgressCallback | None = None) -> dict:
+    """All three measures for each named synthetic tile set against the real tiles; ``progress`` hears the
+    classifier's epochs (task ``c2st NAME``)."""
+    out = {"n_real_tiles": int(len(real_tiles)), "tile_px": int(real_tiles.shape[-1]), "synthetic": {}}
     for name, tiles in synthetic.items():
-        c2st = c2st_accuracy(real_tiles, tiles, seed=seed, epochs=c2st_epochs)
-        report["synthetic"][name] = {
+        c2st = c2st_accuracy(real_tiles, tiles, seed=seed, epochs=c2st_epochs, progress=progress,
+                             task=f"c2st {name}")
+        out["synthetic"][name] = {
             "n_tiles": int(len(tiles)),
             "raps_distance_log10": raps_distance(real_tiles, tiles),
             "histogram_distance_w1": histogram_distance(real_tiles, tiles),
             "c2st_accuracy": c2st["accuracy"],
             "c2st_n_test": c2st["n_test"],
         }
-    return report
+    return out
 
 
 def plot_raps(path, real_tiles: np.ndarray, synthetic: dict[str, np.ndarray], pixel_size_A: float | None = None):

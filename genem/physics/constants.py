@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 #: h^2 / (2 pi m0 e) in V*A^2: converts Peng electron scattering factors (A) into potential (V).
 H2_OVER_2PI_M0_E_V_A2 = 47.87801
 ELECTRON_REST_ENERGY_keV = 510.99895
 
 
-def wavelength_A(voltage_kV: float) -> float:
-    """Relativistic electron wavelength in A (RELION's formula): 0.019687 A at 300 kV."""
+def wavelength_A(voltage_kV):
+    """Relativistic electron wavelength in A (RELION's formula): 0.019687 A at 300 kV; a number or a tensor."""
     v = voltage_kV * 1e3
-    return 12.2643247 / math.sqrt(v * (1.0 + 0.978466e-6 * v))
+    x = v * (1.0 + 0.978466e-6 * v)
+    return 12.2643247 / (torch.sqrt(x) if isinstance(x, torch.Tensor) else math.sqrt(x))
 
 
 def interaction_constant_rad_per_V_A(voltage_kV: float) -> float:

@@ -7,10 +7,17 @@ With u the spatial frequency (1/A) and theta = atan2(k_y (row), k_x (column)):
     CTF   = -sin(gamma) * E_B E_s E_t * exp(-i chi_odd)
 
 E_B = exp(-B u^2 / 4) (RELION's B-factor), E_s the partial spatial coherence envelope for an illumination
-semi-angle alpha (Frank 1973): exp(-(pi alpha)^2 (Cs lambda^2 u^3 + defocus u)^2), and E_t the temporal coherence envelope for a
-defocus spread delta = Cc * dE/E (Reimer): exp(-(pi lambda delta)^2 u^4 / 2). chi_odd is the antisymmetric phase of
-beam tilt (2 pi Cs lambda^2 u^2 (u . beta), as RELION applies it) plus odd Zernike terms. All functions are pure
-torch, take leading batch dimensions from their parameters and the device from ``like``.
+semi-angle alpha (Frank 1973): exp(-(pi alpha)^2 (Cs lambda^2 u^3 + defocus u)^2), and E_t the temporal coherence
+envelope for a defocus spread delta = Cc * dE/E (Reimer): exp(-(pi lambda delta)^2 u^4 / 2). chi_odd is the
+antisymmetric phase of beam tilt (2 pi Cs lambda^2 u^2 (u . beta), as RELION applies it) plus odd Zernike terms.
+
+Since cos(2 (theta - angle)) u^2 = (k_x^2 - k_y^2) cos 2angle + 2 k_x k_y sin 2angle, the phase of every image is a
+linear combination of a few grid terms shared by the whole batch,
+
+    gamma = a u^2 + b (k_x^2 - k_y^2) + c (2 k_x k_y) + d u^4 + e,
+
+so :func:`calculate_ctf_2d` (parameters as tensors with leading batch dimensions, teamtomo style) needs no atan2 and
+no per-image grid. :func:`compute_ctf_2d` is the convenience wrapper over it taking :class:`CTFParams`.
 """
 from __future__ import annotations
 
@@ -53,19 +60,17 @@ class CTFParams:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def frequency_grid_rfft2(shape, pixel_size_A: float, *, device=None, dtype=torch.float32):
-    """(k_x, k_y) in 1/A on the rfft2 grid of an image of ``shape`` (rows, cols); each (rows, cols//2+1)."""
-    h, w = shape
+def frequency_grid_2d(image_shape, pixel_size_A: float, *, rfft: bool = True, fftshift: bool = False, device=None,
+                      dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k_x (1, cols'), k_y (rows, 1)) in 1/A on the (r)fft2 grid of an image of ``image_shape`` (rows, cols);
+    ``fftshift`` puts the zero frequency at the centre (of the rows only, for an rfft grid)."""
+    h, w = int(image_shape[0]), int(image_shape[1])
     ky = torch.fft.fftfreq(h, d=pixel_size_A, device=device, dtype=dtype)
-    kx = torch.fft.rfftfreq(w, d=pixel_size_A, device=device, dtype=dtype)
-    return torch.meshgrid(kx, ky, indexing="xy")
-
-
-def frequency_grid_fft2(shape, pixel_size_A: float, *, device=None, dtype=torch.float32):
-    h, w = shape
-    ky = torch.fft.fftfreq(h, d=pixel_size_A, device=device, dtype=dtype)
-    kx = torch.fft.fftfreq(w, d=pixel_size_A, device=device, dtype=dtype)
-    return torch.meshgrid(kx, ky, indexing="xy")
+    kx = (torch.fft.rfftfreq if rfft else torch.fft.fftfreq)(w, d=pixel_size_A, device=device, dtype=dtype)
+    if fftshift:
+        ky = torch.fft.fftshift(ky)
+        kx = kx if rfft else torch.fft.fftshift(kx)
+    return kx[None, :], ky[:, None]
 
 
 # RELION's Zernike ordering: odd index -> (m, n); even index -> (m, n)
@@ -86,55 +91,115 @@ def _zernike_cart(m: int, n: int, x, y):
     return R * (torch.cos(am * phi) if m >= 0 else torch.sin(am * phi))
 
 
-def _as_batch(x, like):
-    t = torch.as_tensor(x, dtype=like.dtype, device=like.device)
-    return t.reshape(t.shape + (1, 1))
+def _add_zernike(acc, coeffs, mn, kx, ky, batch_shape, dtype):
+    """acc + sum_i coeffs[..., i] Z_i on the grid (grid terms in float64, cast to ``dtype``); acc may be None."""
+    for i in range(coeffs.shape[-1]):
+        c = coeffs[..., i]
+        if bool(torch.any(c != 0)):
+            z = _zernike_cart(*mn[i], kx, ky).to(dtype)
+            term = c.to(dtype).reshape(batch_shape + (1, 1)) * z
+            acc = term if acc is None else acc + term
+    return acc
 
 
-def compute_ctf_2d(params: CTFParams | list, shape, pixel_size_A: float, *, rfft: bool = True,
-                   device=None, complex_output: bool | None = None) -> torch.Tensor:
-    """CTF on the (r)fft2 grid of an image of ``shape``; a list of params gives a leading batch dimension.
+def calculate_ctf_2d(defocus_u_A, defocus_v_A, astigmatism_angle_deg, voltage_kV, cs_mm, amplitude_contrast,
+                     phase_shift_deg, b_factor_A2, pixel_size_A: float, image_shape, *, rfft: bool = True,
+                     fftshift: bool = False, illumination_semiangle_mrad=0.0, defocus_spread_A=0.0,
+                     beam_tilt_x_mrad=0.0, beam_tilt_y_mrad=0.0, odd_zernike=None, even_zernike=None,
+                     complex_output: bool | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """CTFs (..., rows, cols//2+1) (or (..., rows, cols) for ``rfft=False``) on the 2D Fourier grid of an image of
+    ``image_shape`` (rows, cols) at ``pixel_size_A``.
 
-    Returns a real tensor when the parameters have no odd aberrations, a complex one otherwise
-    (or as ``complex_output`` forces).
+    Every optical parameter is a number or a tensor; they broadcast over the leading batch dimensions. Units are
+    RELION's: U, V underfocus positive in A, the astigmatism angle (rlnDefocusAngle) in degrees, kV, mm, A^2, mrad.
+    ``odd_zernike`` / ``even_zernike``: (..., n) coefficients in RELION's order (rad). Parameters are combined in
+    float64 and the grid evaluated in ``dtype``. The result is real, or complex when odd aberrations (beam tilt, odd
+    Zernike terms) are present (or as ``complex_output`` forces).
     """
-    plist = params if isinstance(params, (list, tuple)) else [params]
-    grid = frequency_grid_rfft2 if rfft else frequency_grid_fft2
-    kx, ky = grid(shape, pixel_size_A, device=device, dtype=torch.float64)
+    f64 = torch.float64
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+
+    def par(x):
+        return torch.as_tensor(x, dtype=f64, device=dev)
+
+    U, V, ang = par(defocus_u_A), par(defocus_v_A), torch.deg2rad(par(astigmatism_angle_deg))
+    kv, cs_A, q0 = par(voltage_kV), par(cs_mm) * 1e7, par(amplitude_contrast)
+    bfac, alpha, spread = par(b_factor_A2), par(illumination_semiangle_mrad) * 1e-3, par(defocus_spread_A)
+    tilt_x, tilt_y = par(beam_tilt_x_mrad) * 1e-3, par(beam_tilt_y_mrad) * 1e-3
+    odd = par(odd_zernike if odd_zernike is not None else torch.zeros(0))
+    even = par(even_zernike if even_zernike is not None else torch.zeros(0))
+    scalars = (U, V, ang, kv, cs_A, q0, bfac, alpha, spread, tilt_x, tilt_y, par(phase_shift_deg))
+    batch_shape = torch.broadcast_shapes(*(t.shape for t in scalars), odd.shape[:-1], even.shape[:-1])
+
+    def coef(t):  # combined in float64, then one value per image with two trailing grid dimensions
+        return t.expand(batch_shape).to(dtype).reshape(batch_shape + (1, 1))
+
+    lam = wavelength_A(kv)
+    half_sum, half_diff = -(U + V) / 2, -(U - V) / 2
+    c2, s2 = torch.cos(2 * ang), torch.sin(2 * ang)
+    pl = math.pi * lam
+    const = -torch.deg2rad(par(phase_shift_deg)) - torch.atan(q0 / torch.sqrt(1 - q0 * q0))
+
+    kx, ky = frequency_grid_2d(image_shape, pixel_size_A, rfft=rfft, fftshift=fftshift, device=dev, dtype=f64)
+    u2_64 = kx * kx + ky * ky
+    u2, dxy, pxy = u2_64.to(dtype), (kx * kx - ky * ky).to(dtype), (2 * kx * ky).to(dtype)
+    u4 = (u2_64 * u2_64).to(dtype)
+
+    gamma = coef(pl * half_sum) * u2
+    gamma.addcmul_(coef(pl * half_diff * c2), dxy).addcmul_(coef(pl * half_diff * s2), pxy)
+    gamma.addcmul_(coef(math.pi / 2 * cs_A * lam ** 3), u4).add_(coef(const))
+    gamma = _add_zernike(gamma, even, _EVEN_MN, kx, ky, batch_shape, dtype)
+    ctf = gamma.sin_().neg_()
+
+    log_env = None
+    if bool(torch.any(bfac != 0)):
+        log_env = coef(bfac) * (-0.25 * u2)
+    if bool(torch.any(alpha != 0)):
+        # Frank: exp(-(pi alpha)^2 (Cs lambda^2 u^3 + defocus(theta) u)^2), the bracket being
+        # (defocus(theta) u^2 + Cs lambda^2 u^4) / u: the grid terms of gamma over u
+        pa = math.pi * alpha
+        g = coef(pa * half_sum) * u2
+        g.addcmul_(coef(pa * half_diff * c2), dxy).addcmul_(coef(pa * half_diff * s2), pxy)
+        g.addcmul_(coef(pa * cs_A * lam ** 2), u4).mul_(torch.where(u2 > 0, u2.rsqrt(), 0))
+        g = g.square_().neg_()
+        log_env = g if log_env is None else log_env.add_(g)
+    if bool(torch.any(spread != 0)):
+        t = coef(0.5 * (math.pi * lam * spread) ** 2) * (-u4)
+        log_env = t if log_env is None else log_env.add_(t)
+    if log_env is not None:
+        ctf.mul_(log_env.exp_())
+
+    chi_odd = None
+    if bool(torch.any(tilt_x != 0)) or bool(torch.any(tilt_y != 0)):
+        # beam tilt as RELION applies it: 2 pi Cs lambda^2 u^2 (k . beta)
+        k = 2 * math.pi * cs_A * lam ** 2
+        chi_odd = coef(k * tilt_x) * (u2_64 * kx).to(dtype) + coef(k * tilt_y) * (u2_64 * ky).to(dtype)
+    chi_odd = _add_zernike(chi_odd, odd, _ODD_MN, kx, ky, batch_shape, dtype)
+    has_odd = chi_odd is not None and bool(torch.any(chi_odd != 0))
+    if complex_output or (complex_output is None and has_odd):
+        ctf = (ctf * torch.exp(-1j * chi_odd) if chi_odd is not None
+               else ctf.to(torch.promote_types(dtype, torch.complex64)))
+    return ctf
+
+
+def compute_ctf_2d(params: CTFParams | list, shape, pixel_size_A: float, *, rfft: bool = True, device=None,
+                   complex_output: bool | None = None, dtype=torch.float32) -> torch.Tensor:
+    """:func:`calculate_ctf_2d` for one :class:`CTFParams` (rows, cols') or a list of them (B, rows, cols')."""
+    plist = list(params) if isinstance(params, (list, tuple)) else [params]
 
     def col(name):
-        return _as_batch([getattr(p, name) for p in plist], kx)
+        return torch.tensor([float(getattr(p, name)) for p in plist], dtype=torch.float64)
 
-    lam = _as_batch([wavelength_A(p.voltage_kV) for p in plist], kx)
-    u2 = kx * kx + ky * ky
-    theta = torch.atan2(ky, kx)
-    U, V, ang = col("defocus_u_A"), col("defocus_v_A"), torch.deg2rad(col("defocus_angle_deg"))
-    defocus = -(U + V) / 2 - (U - V) / 2 * torch.cos(2 * (theta - ang))
-    cs_A = col("cs_mm") * 1e7
-    q0 = col("amplitude_contrast")
-    gamma = (math.pi * lam * defocus * u2 + math.pi / 2 * cs_A * lam ** 3 * u2 * u2
-             - torch.deg2rad(col("phase_shift_deg")) - torch.atan(q0 / torch.sqrt(1 - q0 * q0)))
-    odd = torch.zeros_like(gamma)
-    for b, p in enumerate(plist):
-        for i, c in enumerate(p.even_zernike):
-            if c:
-                gamma[b] = gamma[b] + c * _zernike_cart(*_EVEN_MN[i], kx, ky)
-        for i, c in enumerate(p.odd_zernike):
-            if c:
-                odd[b] = odd[b] + c * _zernike_cart(*_ODD_MN[i], kx, ky)
-    ctf = -torch.sin(gamma)
-    ctf = ctf * torch.exp(-col("bfactor_A2") / 4 * u2)
-    u = torch.sqrt(u2)
-    alpha = col("illumination_semiangle_mrad") * 1e-3
-    # spatial coherence: gradient of the (defocus-signed) aberration phase, Frank 1973
-    grad = cs_A * lam ** 2 * u ** 3 + defocus * u
-    ctf = ctf * torch.exp(-((math.pi * alpha) ** 2) * grad ** 2)
-    delta = col("defocus_spread_A")
-    ctf = ctf * torch.exp(-0.5 * (math.pi * lam * delta) ** 2 * u2 * u2)
-    btx, bty = col("beam_tilt_x_mrad") * 1e-3, col("beam_tilt_y_mrad") * 1e-3
-    odd = odd + 2 * math.pi * cs_A * lam ** 2 * u2 * (kx * btx + ky * bty)
-    has_odd = bool(torch.any(odd != 0))
-    if complex_output or (complex_output is None and has_odd):
-        ctf = ctf * torch.exp(-1j * odd)
-    ctf = ctf.to(torch.complex64 if ctf.is_complex() else torch.float32)
+    def zernike(name):
+        n = max((len(getattr(p, name)) for p in plist), default=0)
+        return torch.tensor([list(getattr(p, name)) + [0.0] * (n - len(getattr(p, name))) for p in plist],
+                            dtype=torch.float64).reshape(len(plist), n)
+
+    ctf = calculate_ctf_2d(
+        col("defocus_u_A"), col("defocus_v_A"), col("defocus_angle_deg"), col("voltage_kV"), col("cs_mm"),
+        col("amplitude_contrast"), col("phase_shift_deg"), col("bfactor_A2"), pixel_size_A, shape, rfft=rfft,
+        illumination_semiangle_mrad=col("illumination_semiangle_mrad"), defocus_spread_A=col("defocus_spread_A"),
+        beam_tilt_x_mrad=col("beam_tilt_x_mrad"), beam_tilt_y_mrad=col("beam_tilt_y_mrad"),
+        odd_zernike=zernike("odd_zernike"), even_zernike=zernike("even_zernike"), complex_output=complex_output,
+        device=device, dtype=dtype)
     return ctf if isinstance(params, (list, tuple)) else ctf[0]

@@ -23,8 +23,10 @@ def peng_coefficients(element: str) -> tuple[np.ndarray, np.ndarray]:
     """(a_i in A, b_i in A^2) of the five-Gaussian Peng 1996 electron scattering factor of ``element``."""
     import gemmi
 
-    el = gemmi.Element(element)
-    a, b = np.array(el.c4322.a, float), np.array(el.c4322.b, float)
+    coefficients = gemmi.Element(element).c4322  # None for a name that is no element
+    if coefficients is None:
+        raise ValueError(f"no electron scattering factor for element {element!r}")
+    a, b = np.array(coefficients.a, float), np.array(coefficients.b, float)
     if not np.any(a):
         raise ValueError(f"no electron scattering factor for element {element!r}")
     return a, b

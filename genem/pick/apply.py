@@ -21,12 +21,12 @@ import pandas as pd
 from genem.io import GenemInputError, write_json_atomic, write_star
 from genem.io.atomic import atomic_path
 from genem.io.images import read_image
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.progress import ProgressCallback, report
 
-from .images import MicrographInput, collect_micrographs, prepare_micrograph
-from .outdir import claim_out_dir
+from .images import collect_micrographs, prepare_micrograph
 
-OUTPUT_NAMES = ("picks", "coordinates.star", "particles.cs", "preview.png", "picks.json")
+APPLY_COMMAND = "genem pick apply"
 PICKS_DIR = "picks"
 SUMMARY_FILE = "picks.json"
 NMS_RADIUS_FRAC = 0.5   # picks closer than this fraction of the particle diameter are one particle
@@ -101,12 +101,13 @@ def pick_micrographs(picker, micrographs, out_dir, *, pixel_size_A: float | None
                      threshold: float | None = None, progress: ProgressCallback | None = None) -> Path:
     """Pick every micrograph (a micrographs STAR, files, folders or glob patterns) and write the outputs listed in
     the module docstring into ``out_dir``. Every input is checked before anything is written."""
+    check_out_dir(out_dir, APPLY_COMMAND, markers=(SUMMARY_FILE,))
     mics = collect_micrographs(micrographs, pixel_size_A=pixel_size_A)
     for m in mics:
         if m.pixel_size_A > MAX_UPSAMPLING * picker.pixel_size_A:
             raise GenemInputError(m.path, f"pixel size {m.pixel_size_A:g} A is much coarser than the picker's "
                                           f"{picker.pixel_size_A:g} A: use a picker trained at this pixel size")
-    out = claim_out_dir(out_dir, OUTPUT_NAMES, SUMMARY_FILE, "picks")
+    out = claim_out_dir(out_dir, APPLY_COMMAND, markers=(SUMMARY_FILE,))
     cut = picker.threshold if threshold is None else float(threshold)
     results = []
     for i, m in enumerate(mics):

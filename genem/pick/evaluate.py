@@ -12,6 +12,7 @@ from genem.io import GenemInputError, read_star, write_json_atomic
 from genem.io.atomic import atomic_path
 from genem.io.dataset import COORDS_DIR
 from genem.io.images import read_image
+from genem.io.outputs import check_out_file
 
 from .apply import PICKS_DIR, SUMMARY_FILE
 from .data import LABEL_SUFFIXES, disk_diameter_px, label_key, read_coordinates_star, read_mask, centres_from_mask
@@ -70,6 +71,7 @@ def read_truth(truth, stems) -> tuple[dict, float | None]:
 
 def evaluate_picking(picks, truth, out_json, *, radius_px: float | None = None) -> dict:
     """Score the picks in folder ``picks`` against ``truth``; write the report and pictures; return the report."""
+    out_json = check_out_file(out_json)
     picked, summary = read_picks(picks)
     true, mask_diameter = read_truth(truth, picked)
     if not true:
@@ -95,7 +97,6 @@ def evaluate_picking(picks, truth, out_json, *, radius_px: float | None = None) 
               "protocol": "picks in descending score, each matched to the nearest unmatched true centre within "
                           "radius_px; AUPRC = average precision over the true particles",
               "picks": str(picks), "truth": str(truth), "curve": res["curve"]}
-    out_json = Path(out_json)
     write_json_atomic(out_json, report)
     _plot_pr(out_json.with_name(out_json.stem + "_pr.png"), res)
     first = stems[0]

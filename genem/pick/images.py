@@ -15,6 +15,7 @@ from genem.io import GenemInputError, read_star
 from genem.io.images import MRC_SUFFIXES, RASTER_SUFFIXES
 from genem.io.mrc import read_mrc_header_shape
 from genem.io.star import merge_optics
+from genem.ops import resample_fourier_2d
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,24 @@ def probe_image(path) -> tuple[tuple[int, int], float | None]:
     if path.suffix.lower() in MRC_SUFFIXES:
         try:
             shape, px = read_mrc_header_shape(path)
+        except GenemInputError:
+            raise
         except Exception as e:
             raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__})") from None
         if len(shape) == 3 and shape[0] == 1:
             shape = shape[1:]
-        if len(shape) != 2:
+        if len(shape) != 2 or min(shape) < 1:
             raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(shape)})")
         return (int(shape[0]), int(shape[1])), (px if px > 0 and abs(px - 1.0) > 1e-6 else None)
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.verify()
             w, h = im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except Image.DecompressionBombError as e:
+        raise GenemInputError(path, f"not a micrograph: {str(e).split(',')[0]}") from None
+    except Exception as e:  # noqa: BLE001 - as in read_image
         raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
     if path.suffix.lower() not in RASTER_SUFFIXES:
         raise GenemInputError(path, "unknown micrograph format: use .mrc, .png or .tif")
@@ -124,16 +129,12 @@ def fourier_bin(image: np.ndarray, pixel_size_A: float, target_pixel_size_A: flo
     """Resample ``image`` to ``target_pixel_size_A`` by cropping (or padding) its spectrum. Returns the binned
     image and ``(scale_y, scale_x)``: input pixels per output pixel, so that input ``x = x_binned * scale_x``
     (pixel 0 stays pixel 0 in this resampling)."""
-    import torch
-
-    from genem.restore.apply import _resample_rect as resample_fourier_rect  # the engine's one rectangular resampler
-
     h, w = image.shape
     f = float(pixel_size_A) / float(target_pixel_size_A)
     nh, nw = max(8, int(round(h * f))), max(8, int(round(w * f)))
     if (nh, nw) == (h, w):
         return image.astype(np.float32), (1.0, 1.0)
-    out = resample_fourier_rect(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), nh, nw).numpy()
+    out = resample_fourier_2d(np.ascontiguousarray(image, dtype=np.float32), (nh, nw), centered=False)
     return out.astype(np.float32), (h / nh, w / nw)
 
 

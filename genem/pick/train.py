@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, write_text_atomic
-from genem.io.atomic import atomic_path
+from genem.io.atomic import atomic_path, remove_stale_temporaries
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.progress import ProgressCallback, report
 
 from .apply import drop_edge_picks, find_peaks, NMS_RADIUS_FRAC
@@ -25,7 +28,6 @@ from .data import LabelledMicrograph, dataset_diameter_A, dataset_pairs, load_la
     real_diameter_px
 from .metrics import score_micrographs
 from .model import META_FILE, WEIGHTS_FILE, Picker, PickerMeta, PickerNet
-from .outdir import claim_out_dir
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSS_FILE = "loss.tsv"
@@ -34,7 +36,11 @@ THRESHOLD_MICROGRAPHS = 16  # at most this many training micrographs choose the 
 
 
 @dataclass(frozen=True)
-class PickTrainConfig:
+class PickTrainConfig(Config):
+    """Picker training settings (frozen; unknown keys are refused)."""
+
+    config_name: ClassVar[str] = "picker training config"
+
     steps: int = 2000
     batch_size: int = 8
     patch_px: int = 64
@@ -136,6 +142,9 @@ def choose_threshold(picker: Picker, items: list[LabelledMicrograph]) -> tuple[f
     return (0.5 if thr is None else float(thr)), {"auprc": res["auprc"], **res["best"]}
 
 
+TRAIN_COMMAND = "genem pick train"
+
+
 def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainConfig(), *, real_labels=(),
                  real_micrographs=(), init=None, resume: bool = False, device: str = "cpu",
                  progress: ProgressCallback | None = None) -> Path:
@@ -148,6 +157,7 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
         raise GenemInputError("--real-micrographs", "needed with --real-labels")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GenemInputError("--device", "CUDA requested but not available")
+    check_out_dir(out_dir, TRAIN_COMMAND, markers=(META_FILE, CHECKPOINT_FILE))
     init_picker = Picker.load(init) if init else None
     if init_picker and (init_picker.meta.width, init_picker.meta.depth) != (config.width, config.depth):
         raise GenemInputError("--init", f"picker has width {init_picker.meta.width}, depth {init_picker.meta.depth}; "
@@ -159,11 +169,12 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
         items += load_labelled(dataset_pairs(d), px, "synthetic")
     items += load_labelled([(m, lab, config.real_pixel_size_A) for m, lab in real_pairs], px, "real",
                            diameter_px=diameter / config.real_pixel_size_A if real_pairs else None)
-    out = claim_out_dir(out_dir, (META_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, LOSS_FILE), META_FILE, "picker training")
+    out = claim_out_dir(out_dir, TRAIN_COMMAND, markers=(META_FILE, CHECKPOINT_FILE))
     if (out / META_FILE).exists() and not resume:
         raise GenemInputError(out, "holds a trained picker: choose a new --out, or --resume to train further")
     if (out / CHECKPOINT_FILE).exists() and not resume:
         raise GenemInputError(out, "holds an unfinished training: add --resume, or choose a new --out")
+    remove_stale_temporaries(out)
 
     meta = PickerMeta(px, diameter, config.width, config.depth)
     torch.manual_seed(config.seed)

@@ -21,12 +21,14 @@ import numpy as np
 import torch
 
 from genem.io import GenemInputError, read_mrc, write_json_atomic, write_mrc, write_star
-from genem.io.atomic import atomic_path
+from genem.io.atomic import atomic_path, remove_stale_temporaries
 from genem.io.mrc import new_stack_mmap, read_stack_shape
 from genem.io.particles import ParticleSet, read_micrograph_table, read_particle_set, write_particle_table
+from genem.ops import (blend_tiles_2d, blend_window_1d, normalize_background_2d, normalize_image_2d,
+                       resample_fourier_2d)
+from genem.progress import ProgressCallback, report
 
 from .model import Denoiser
-from .normalize import normalize_images, resample_fourier_2d
 
 OUT_STACK_DIR = "Denoised"
 
@@ -40,7 +42,7 @@ def denoise_batch(model: Denoiser, images: torch.Tensor, pixel_size_A: float, *,
     n = images.shape[-1]
     nb = model.box_for(n, pixel_size_A)
     x = resample_fourier_2d(images, nb) if nb != n else images
-    norm, mean, sd = normalize_images(x)
+    norm, mean, sd = normalize_background_2d(x)
     out = model.denoise_normalized(norm, **kw).cpu() * sd + mean
     return resample_fourier_2d(out, n) if nb != n else out
 
@@ -76,6 +78,7 @@ def _start_record(out_dir: Path, settings: dict, resume: bool) -> None:
         if json.loads(rec.read_text()) != settings:
             raise GenemInputError(rec, "was started with other settings (input, model, steps, samples, seed); "
                                        "resume with the same ones or choose another --out")
+        remove_stale_temporaries(out_dir)  # what a killed run left (an interrupted one cleans up itself)
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(rec, settings)
@@ -97,15 +100,13 @@ def _rel(p: Path, root: Path) -> str:
 
 def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None = None, n_samples: int = 1,
                       postprocess: bool = True, batch_size: int = 64, root=None, pixel_size_A: float | None = None,
-                      seed: int = 0, invert_contrast: bool = False, progress: bool = True,
+                      seed: int = 0, invert_contrast: bool = False, progress: ProgressCallback | None = None,
                       resume: bool = False) -> Path:
     """Denoise a particle set into ``out_dir``; returns the path of the output metadata file.
 
     Each output stack is complete once it has its final name; until the metadata is written the folder holds
     ``denoise_run.unfinished.json``. An interrupted run keeps its finished stacks and ``resume`` continues it with
     the same settings (per-particle seeds make the result equal to an uninterrupted run)."""
-    from tqdm import tqdm
-
     ps = read_particle_set(input_path, root=root, pixel_size_A=pixel_size_A)
     out_dir = Path(out_dir)
     inp = Path(input_path).resolve()
@@ -122,110 +123,75 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
                 "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "invert_contrast": invert_contrast,
                 "pixel_size_A": pixel_size_A}
     _start_record(out_dir, settings, resume)
-    bar = tqdm(total=len(ps.index_of_row), desc="denoise", unit="ptcl", disable=not progress, dynamic_ncols=True,
-               mininterval=2)
-    try:
-        for k, s in enumerate(ps.stacks):
-            rows = ps.rows_of_stack(k)
-            new_index[rows] = np.arange(len(rows))
-            target = out_meta if ps.kind == "mrcs" else out_stacks[k]
-            px = ps.stack_pixel_size_A(k)
-            if resume and _finished_stack(target, len(rows), ps.box_px):
-                bar.update(len(rows))
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as tmp:
-                with new_stack_mmap(tmp, (len(rows), ps.box_px, ps.box_px), px) as data:
-                    for b0 in range(0, len(rows), batch_size):
-                        sel = rows[b0:b0 + batch_size]
-                        imgs = ps.read_images(k, sel)
-                        seeds = particle_seeds(seed, _rel(s, ps.root), ps.index_of_row[sel])
-                        out = denoise_batch(model, torch.from_numpy(imgs), px, steps=steps, n_samples=n_samples,
-                                            postprocess=postprocess, seeds=seeds, invert_contrast=invert_contrast)
-                        data[b0:b0 + len(sel)] = out.numpy()
-                        bar.update(len(sel))
-        if ps.kind != "mrcs":  # a bare stack is its own result; tables get new image names and a run record
-            write_particle_table(ps, out_meta, [_rel(out_stacks[k], ps.root) for k in ps.stack_of_row], new_index)
-            write_json_atomic(out_dir / "denoise_run.json", {
-                "input": str(inp), "output": str(out_meta.resolve()), "n_particles": int(len(new_index)),
-                "paths_relative_to": str(ps.root.resolve()), "steps": steps or model.default_steps,
-                "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "model": model.meta.get("name", ""),
-                "model_pixel_size_A": model.pixel_size_A, "model_digest": settings["model"]})
-        (out_dir / UNFINISHED_RECORD).unlink()
-        return out_meta
-    finally:
-        bar.close()
+    n_total, n_done = len(ps.index_of_row), 0
+    report(progress, "denoise", 0, n_total, "ptcl")
+    for k, s in enumerate(ps.stacks):
+        rows = ps.rows_of_stack(k)
+        new_index[rows] = np.arange(len(rows))
+        target = out_meta if ps.kind == "mrcs" else out_stacks[k]
+        px = ps.stack_pixel_size_A(k)
+        if resume and _finished_stack(target, len(rows), ps.box_px):
+            n_done += len(rows)
+            report(progress, "denoise", n_done, n_total, "ptcl")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            with new_stack_mmap(tmp, (len(rows), ps.box_px, ps.box_px), px) as data:
+                for b0 in range(0, len(rows), batch_size):
+                    sel = rows[b0:b0 + batch_size]
+                    imgs = ps.read_images(k, sel)
+                    seeds = particle_seeds(seed, _rel(s, ps.root), ps.index_of_row[sel])
+                    out = denoise_batch(model, torch.from_numpy(imgs), px, steps=steps, n_samples=n_samples,
+                                        postprocess=postprocess, seeds=seeds, invert_contrast=invert_contrast)
+                    data[b0:b0 + len(sel)] = out.numpy()
+                    n_done += len(sel)
+                    report(progress, "denoise", n_done, n_total, "ptcl")
+    if ps.kind != "mrcs":  # a bare stack is its own result; tables get new image names and a run record
+        write_particle_table(ps, out_meta, [_rel(out_stacks[k], ps.root) for k in ps.stack_of_row], new_index)
+        write_json_atomic(out_dir / "denoise_run.json", {
+            "input": str(inp), "output": str(out_meta.resolve()), "n_particles": int(len(new_index)),
+            "paths_relative_to": str(ps.root.resolve()), "steps": steps or model.default_steps,
+            "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "model": model.meta.get("name", ""),
+            "model_pixel_size_A": model.pixel_size_A, "model_digest": settings["model"]})
+    (out_dir / UNFINISHED_RECORD).unlink()
+    return out_meta
 
 
 # ------------------------------------------------------------------------------------------- micrographs
-def tile_weights(tile: int, overlap: int) -> torch.Tensor:
-    """Separable linear ramps over ``overlap`` pixels at each edge (partition of unity after normalisation)."""
-    r = torch.ones(tile)
-    if overlap > 0:
-        ramp = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
-        r[:overlap] = ramp
-        r[-overlap:] = ramp.flip(0)
-    return r[:, None] * r[None, :]
-
-
 def denoise_micrograph(model: Denoiser, image: torch.Tensor, pixel_size_A: float, *, tile: int = 256,
                        overlap: int = 32, batch_size: int = 8, invert_contrast: bool = False, **kw) -> torch.Tensor:
     """Denoise one micrograph (H, W) by overlapping tiles at the model's pixel size (memory ~ batch of tiles).
-    The model expects protein white (RELION particles after --invert_contrast); ``invert_contrast`` negates the
-    image before and after, as raw micrographs (protein black) need."""
+    Tiles are blended with linear ramps over ``overlap`` px at their edges. The model expects protein white
+    (RELION particles after --invert_contrast); ``invert_contrast`` negates the image before and after, as raw
+    micrographs (protein black) need."""
     if invert_contrast:
         return -denoise_micrograph(model, -image, pixel_size_A, tile=tile, overlap=overlap, batch_size=batch_size,
                                    **kw)
     h, w = image.shape
     scale = pixel_size_A / model.pixel_size_A
     hh, ww = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
-    x = _resample_rect(image, hh, ww) if (hh, ww) != (h, w) else image
-    mean, sd = x.mean(), x.std().clamp_min(1e-8)
-    x = (x - mean) / sd
+    # micrograph coordinates scale with the pixel size: pixel 0 stays fixed (centered=False)
+    x = resample_fourier_2d(image, (hh, ww), centered=False) if (hh, ww) != (h, w) else image
+    x, mean, sd = normalize_image_2d(x)
     tile = min(tile, max(hh, ww))
     tile = max(model.stride * 2, tile - tile % model.stride)
     overlap = max(0, min(overlap, tile // 4))
-    step = tile - 2 * overlap
-    pad_h = max(tile, hh + (-(hh - tile)) % step) if hh > tile else tile
-    pad_w = max(tile, ww + (-(ww - tile)) % step) if ww > tile else tile
-    xp = torch.nn.functional.pad(x[None, None], (0, pad_w - ww, 0, pad_h - hh), mode="reflect"
-                                 if pad_w - ww < ww and pad_h - hh < hh else "replicate")[0, 0]
-    acc = torch.zeros_like(xp)
-    wsum = torch.zeros_like(xp)
-    wt = tile_weights(tile, overlap)
-    corners = [(i, j) for i in range(0, pad_h - tile + 1, step) for j in range(0, pad_w - tile + 1, step)]
-    for b0 in range(0, len(corners), batch_size):
-        cs = corners[b0:b0 + batch_size]
-        tiles = torch.stack([xp[i:i + tile, j:j + tile] for i, j in cs])
-        out = model.denoise_normalized(tiles, **kw).cpu()
-        for (i, j), o in zip(cs, out):
-            acc[i:i + tile, j:j + tile] += o * wt
-            wsum[i:i + tile, j:j + tile] += wt
-    y = (acc / wsum.clamp_min(1e-8))[:hh, :ww] * sd + mean
-    return _resample_rect(y, h, w) if (hh, ww) != (h, w) else y
-
-
-def _resample_rect(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Fourier resampling of a rectangular image to (h, w) (crop or zero-pad the centred spectrum)."""
-    H, W = img.shape
-    spec = torch.fft.fftshift(torch.fft.fft2(img.double()))
-    out = torch.zeros((h, w), dtype=spec.dtype)
-    mh, mw = min(H, h), min(W, w)
-    out[h // 2 - mh // 2:h // 2 - mh // 2 + mh, w // 2 - mw // 2:w // 2 - mw // 2 + mw] = \
-        spec[H // 2 - mh // 2:H // 2 - mh // 2 + mh, W // 2 - mw // 2:W // 2 - mw // 2 + mw]
-    return (torch.fft.ifft2(torch.fft.ifftshift(out)).real * (h * w) / (H * W)).float()
+    win = blend_window_1d(tile, 0, overlap, ramp="linear")
+    y = blend_tiles_2d(lambda t: model.denoise_normalized(t, **kw), x, tile_hw=(tile, tile),
+                       step_hw=(tile - 2 * overlap,) * 2, window_hw=(win, win), batch_size=batch_size)
+    y = (y * sd + mean).to(image.dtype)
+    return resample_fourier_2d(y, (h, w), centered=False) if (hh, ww) != (h, w) else y
 
 
 def denoise_micrographs(input_path, out_dir, model: Denoiser, *, root=None, pixel_size_A: float | None = None,
-                        tile: int = 256, overlap: int = 32, progress: bool = True, invert_contrast: bool = False,
+                        tile: int = 256, overlap: int = 32, progress: ProgressCallback | None = None,
+                        invert_contrast: bool = False,
                         **kw) -> Path:
     """Denoise micrographs named in a STAR (rlnMicrographName) or one .mrc; returns the output STAR or MRC.
 
     Micrographs are taken to be raw (protein black) and are inverted for the model; ``invert_contrast`` says they
     already have protein white."""
     kw["invert_contrast"] = not invert_contrast
-    from tqdm import tqdm
-
     path = Path(input_path)
     out_dir = Path(out_dir)
     if not path.exists():
@@ -251,7 +217,8 @@ def denoise_micrographs(input_path, out_dir, model: Denoiser, *, root=None, pixe
     if out_star.exists():
         raise GenemInputError(out_star, "already exists; choose another --out")
     new_names = []
-    for r, p in tqdm(list(zip(rel, pxs)), desc="micrographs", disable=not progress):
+    report(progress, "micrographs", 0, len(rel), "mic")
+    for r, p in zip(rel, pxs):
         img, px = read_mrc(base / r, pixel_size_A=p)
         if px is None:
             raise GenemInputError(base / r, "no pixel size (header or STAR); give --pixel-size-A")
@@ -260,6 +227,7 @@ def denoise_micrographs(input_path, out_dir, model: Denoiser, *, root=None, pixe
         target = out_dir / OUT_STACK_DIR / Path(r).name
         write_mrc(target, y.numpy(), px)
         new_names.append(_rel(target, base))
+        report(progress, "micrographs", len(new_names), len(rel), "mic")
     write_star(out_star, mics.with_names(new_names))
     return out_star
 

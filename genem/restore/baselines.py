@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from genem.ops import normalize_image_2d
+
 
 def gaussian_lowpass(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """Gaussian low-pass of (..., H, W) with real-space width ``sigma_px`` (applied in Fourier space, periodic)."""
@@ -98,9 +100,5 @@ def topaz_denoise(images: torch.Tensor, model=None) -> torch.Tensor:
     """Denoise (B, H, W) images one by one with Topaz's model, as ``topaz denoise`` does for a micrograph
     (normalise by the image's mean/sd, run the network, restore the scale)."""
     model = model or load_topaz()
-    x = torch.as_tensor(images, dtype=torch.float32)
-    mu = x.mean((-2, -1), keepdim=True)
-    sd = x.std((-2, -1), keepdim=True).clamp_min(1e-8)
-    z = ((x - mu) / sd)[:, None]
-    out = model(z)[:, 0]
-    return out * sd + mu
+    z, mu, sd = normalize_image_2d(torch.as_tensor(images, dtype=torch.float32))
+    return (model(z[:, None])[:, 0] * sd + mu).float()

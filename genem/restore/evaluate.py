@@ -12,13 +12,14 @@ Writes ``metrics.json`` and ``montage.png`` (rows: noisy / low-pass / Topaz / de
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from genem.io import write_json_atomic
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.metrics import frc, image_snr, psnr, ssim
+from genem.progress import ProgressCallback, report
 
 from .baselines import (best_gaussian_lowpass, fourier_amplitude_oracle, load_topaz, topaz_available,
                         topaz_denoise, wiener_filter_oracle)
@@ -40,14 +41,22 @@ def score(pred: torch.Tensor, clean: torch.Tensor, pixel_size_A: float) -> dict:
             "frc_curve": [round(float(v), 4) for v in f]}
 
 
-def _batched(fn, x, bs=64):
-    return torch.cat([fn(x[i:i + bs], i) for i in range(0, len(x), bs)])
+def _batched(fn, x, bs=64, progress: ProgressCallback | None = None):
+    out = []
+    for i in range(0, len(x), bs):
+        out.append(fn(x[i:i + bs], i))
+        report(progress, "denoise", i + len(out[-1]), len(x), "ptcl")
+    return torch.cat(out)
+
+
+EVALUATE_COMMAND = "genem evaluate denoise"
 
 
 def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int = 256, steps: int | None = None,
                       n_samples_mean: int = 0, compare_steps: int = 0, topaz: bool = True, seed: int = 0,
-                      progress: bool = True, dihedral: bool = False) -> dict:
-    out_dir = Path(out_dir)
+                      progress: ProgressCallback | None = None, dihedral: bool = False) -> dict:
+    own = dict(markers=("metrics.json",))  # an evaluation written before the output mark existed
+    out_dir = check_out_dir(out_dir, EVALUATE_COMMAND, **own)
     pairs = load_training_pairs(list(data_dirs), max_particles, seed)
     noisy, clean, px = pairs.noisy, pairs.clean, pairs.pixel_size_A
     if abs(px - model.pixel_size_A) > 1e-3 * px:
@@ -89,7 +98,7 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
     def run(**kw):
         t0 = time.time()
         out = _batched(lambda x, i: model.denoise_normalized(x, seeds=range(seed + i, seed + i + len(x)), **kw),
-                       noisy)
+                       noisy, progress=progress)
         return out, round(time.time() - t0, 2)
 
     d, res["seconds"]["diffusion"] = run(steps=steps, postprocess=False)
@@ -118,7 +127,7 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
     res["summary"] = {"best_genem": best, "best_genem_psnr_dB": M[best]["psnr_dB"],
                       "gain_over_best_baseline_dB": round(M[best]["psnr_dB"] - base, 3),
                       "best_baseline_psnr_dB": base}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_out_dir(out_dir, EVALUATE_COMMAND, **own)
     write_montage(out_dir / "montage.png", imgs, n=8)
     write_json_atomic(out_dir / "metrics.json", res)
     return res

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from genem.io import GenemInputError
+from genem.ops import normalize_background_2d, pad_to_multiple_2d
 
-from .normalize import normalize_images, pad_to_multiple
 from .postprocess import PostProcessor
 from .sampler import sample_conditional
 from .schedule import DiffusionSchedule
@@ -72,7 +72,7 @@ class Denoiser:
         does not depend on the batch it is in; otherwise one generator seeded with ``seed`` serves the batch."""
         self.diffusion.eval()
         dev = next(self.diffusion.parameters()).device
-        x, (h, w) = pad_to_multiple(noisy.to(dev, torch.float32)[:, None], self.stride)
+        x, (h, w) = pad_to_multiple_2d(noisy.to(dev, torch.float32)[:, None], self.stride)
         g = torch.Generator().manual_seed(int(seed))
         init = None
         if seeds is not None:
@@ -99,7 +99,7 @@ class Denoiser:
 
     def denoise_images(self, images: torch.Tensor, **kw) -> torch.Tensor:
         """Normalise (background mean/sd), denoise, and put back on the input's scale."""
-        norm, mean, sd = normalize_images(torch.as_tensor(images, dtype=torch.float32))
+        norm, mean, sd = normalize_background_2d(torch.as_tensor(images, dtype=torch.float32))
         return self.denoise_normalized(norm, **kw).cpu() * sd + mean
 
     # ------------------------------------------------------------------ save / load

@@ -17,7 +17,10 @@ import numpy as np
 import pandas as pd
 
 from genem.io import GenemInputError, read_particle_ctf_table, write_json_atomic
+from genem.progress import ProgressCallback
 from genem.simulate.config import SimulationConfig, StructureSpec, range_bounds
+
+from .train import claim_model_folder
 
 #: the dose range (e/A^2) of the simulated training micrographs: whole-box particle SNR about 0.01-0.1
 SPECIMEN_DOSE_E_PER_A2 = (2.0, 20.0)
@@ -66,19 +69,20 @@ def specimen_simulation_config(structure, conditions: dict, *, pixel_size_A: flo
 
 
 def simulate_specimen_pairs(structure, like, model_dir, model, *, n_particles: int = 3600,
-                            map_pixel_size_A: float | None = None, seed: int = 0, progress: bool = True,
+                            map_pixel_size_A: float | None = None, seed: int = 0,
+                            progress: ProgressCallback | None = None,
                             command_line=None) -> Path:
     """Simulate training pairs of ``structure`` as the ``like`` particles were imaged, at ``model``'s pixel size and
     box, into ``model_dir/specimen_data`` (a GenEM dataset folder; a rerun finishes an interrupted simulation),
     and record the configuration in ``model_dir/specimen_simulation.json``; returns the dataset folder."""
     from genem.simulate import run_simulation
 
-    model_dir = Path(model_dir)
     if not Path(structure).exists():
         raise GenemInputError(structure, "structure file not found")
     conditions = imaging_conditions(read_particle_ctf_table(like), source=like)
     sim = specimen_simulation_config(structure, conditions, pixel_size_A=model.pixel_size_A, box_px=model.box_px,
                                      n_particles=n_particles, map_pixel_size_A=map_pixel_size_A, seed=seed)
+    model_dir = claim_model_folder(model_dir)
     lo, hi = range_bounds(conditions["defocus_A"])
     print(f"genem denoise: simulating {n_particles} particles of {structure} at {conditions['voltage_kV']:g} kV, "
           f"defocus {lo:.0f}-{hi:.0f} A, into {model_dir / 'specimen_data'}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""Small (noisy, clean) particle-pair datasets made directly from genem.physics, in the GenEM dataset layout.
+"""Small (noisy, clean) particle-pair datasets made with the particle-stack renderer
+(:func:`genem.simulate.stacks.render_clean_stack`), in the GenEM dataset layout.
 
 For unit tests and quick experiments; real training data comes from ``genem simulate`` (and ``translate``).
-Clean = CTF-modulated projection; noisy = clean + white Gaussian noise with var(clean)/var(noise) = ``snr``
-(variance of the clean images over the whole box).
+Clean = CTF-modulated projection, zero mean per image; noisy = clean + white Gaussian noise with
+var(clean)/var(noise) = ``snr`` (variance of the clean images over the whole box).
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genem.io import write_json_atomic, write_mrc, write_star
-from genem.physics import CTFParams, FourierProjector, compute_ctf_2d, euler_to_matrix_relion
+from genem.io import dataset as L
+from genem.io.dataset import DatasetWriter
+from genem.physics import CTFParams, FourierProjector, interaction_constant_rad_per_V_A
 from genem.physics.rotations import sample_uniform_euler_relion
+from genem.simulate.stacks import render_clean_stack
 
 
 def blob_volume(box: int, n_blobs: int = 12, radius_frac: float = 0.3, seed: int = 0) -> np.ndarray:
@@ -37,14 +40,13 @@ def make_pair_images(volume, pixel_size_A: float, n: int, *, snr: float = 0.1, s
     --invert_contrast) and white Gaussian noise at whole-image SNR ``snr``."""
     rng = np.random.default_rng(seed)
     proj = FourierProjector(volume, pixel_size_A)
-    box = box or proj.box
     eul = sample_uniform_euler_relion(rng, n)
-    R = torch.as_tensor(np.stack([euler_to_matrix_relion(*e) for e in eul]), dtype=torch.float32)
-    shifts = torch.as_tensor(rng.uniform(-2, 2, (n, 2)), dtype=torch.float32)
-    img = proj.project(R, box, shifts_px=shifts)
+    shifts = rng.uniform(-2, 2, (n, 2)).astype(np.float32)
     dfs = rng.uniform(*defocus_range_A, n)
-    ctf = compute_ctf_2d([CTFParams(d, d, 0.0, voltage_kV=voltage_kV) for d in dfs], (box, box), pixel_size_A)
-    clean = torch.fft.irfft2(torch.fft.rfft2(img) * ctf, s=(box, box))
+    ctfs = [CTFParams(d, d, 0.0, voltage_kV=voltage_kV) for d in dfs]
+    # the stack renderer's contrast is 2 sigma_e x (CTF-modulated projection)
+    clean = render_clean_stack(proj, eul, ctfs, box_px=box, shifts_px=shifts)
+    clean = clean / (2.0 * interaction_constant_rad_per_V_A(voltage_kV))
     clean = clean - clean.mean((-2, -1), keepdim=True)
     sd = float(clean.std()) / np.sqrt(snr)
     noisy = clean + sd * torch.as_tensor(rng.standard_normal(clean.shape), dtype=torch.float32)
@@ -54,20 +56,19 @@ def make_pair_images(volume, pixel_size_A: float, n: int, *, snr: float = 0.1, s
 def write_pair_dataset(root, volume, pixel_size_A: float, n: int, *, snr: float = 0.1, seed: int = 0,
                        per_stack: int = 50, voltage_kV: float = 300.0) -> Path:
     """Write a minimal GenEM dataset folder holding ``n`` particle pairs (no micrographs)."""
-    root = Path(root)
+    out = DatasetWriter(root)
     noisy, clean, eul, dfs = make_pair_images(volume, pixel_size_A, n, snr=snr, seed=seed, voltage_kV=voltage_kV)
     box = noisy.shape[-1]
     rows = []
     for s0 in range(0, n, per_stack):
-        k = s0 // per_stack
-        name = f"mic_{k + 1:06d}.mrcs"
-        write_mrc(root / "Particles" / name, noisy[s0:s0 + per_stack], pixel_size_A)
-        write_mrc(root / "ParticlesClean" / name, clean[s0:s0 + per_stack], pixel_size_A)
+        stem = L.micrograph_stem(s0 // per_stack)
+        out.write_particle_stack(stem, noisy[s0:s0 + per_stack], pixel_size_A)
+        out.write_particle_stack(stem, clean[s0:s0 + per_stack], pixel_size_A, clean=True)
         for i in range(min(per_stack, n - s0)):
             j = s0 + i
-            rows.append({"rlnImageName": f"{i + 1:06d}@Particles/{name}",
-                         "rlnGenemCleanImageName": f"{i + 1:06d}@ParticlesClean/{name}",
-                         "rlnMicrographName": f"Micrographs/mic_{k + 1:06d}.mrc",
+            rows.append({"rlnImageName": L.particle_image_name(i, stem),
+                         L.CLEAN_IMAGE_COLUMN: L.particle_image_name(i, stem, clean=True),
+                         "rlnMicrographName": L.micrograph_name(stem),
                          "rlnAngleRot": eul[j, 0], "rlnAngleTilt": eul[j, 1], "rlnAnglePsi": eul[j, 2],
                          "rlnDefocusU": dfs[j], "rlnDefocusV": dfs[j], "rlnDefocusAngle": 0.0,
                          "rlnOpticsGroup": 1})
@@ -77,8 +78,8 @@ def write_pair_dataset(root, volume, pixel_size_A: float, n: int, *, snr: float 
     mopt = optics.drop(columns=["rlnImagePixelSize", "rlnImageSize", "rlnImageDimensionality"]).assign(
         rlnMicrographPixelSize=pixel_size_A)
     mics = pd.DataFrame({"rlnMicrographName": sorted({r["rlnMicrographName"] for r in rows}), "rlnOpticsGroup": 1})
-    write_star(root / "particles.star", {"optics": optics, "particles": pd.DataFrame(rows)})
-    write_star(root / "micrographs.star", {"optics": mopt, "micrographs": mics})
-    write_json_atomic(root / "manifest.json", {"generator": "genem.restore.synthetic", "seed": seed, "snr": snr,
-                                               "n_particles": n, "pixel_size_A": pixel_size_A})
-    return root
+    out.write_tables({"optics": mopt, "micrographs": mics}, {"optics": optics, "particles": pd.DataFrame(rows)},
+                     particles_cs=False)  # no micrographs: no location slot to fill
+    out.write_manifest({"generator": "genem.restore.synthetic", "seed": seed, "snr": snr, "n_particles": n,
+                        "pixel_size_A": pixel_size_A})
+    return out.root

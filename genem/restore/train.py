@@ -6,25 +6,31 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genem.config import Config
 from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
-from genem.io.dataset import CLEAN_IMAGE_COLUMN
+from genem.io.atomic import remove_stale_temporaries
+from genem.io.dataset import CLEAN_IMAGE_COLUMN, PARTICLES_STAR
+from genem.io.outputs import check_out_dir, claim_out_dir
+from genem.ops import normalize_background_pair_2d
+from genem.progress import ProgressCallback, report
 
 from .model import Denoiser
-from .normalize import normalize_pair
 from .postprocess import PostProcessor, postprocess_config
 from .schedule import PREDICTIONS, SCHEDULES, DiffusionSchedule
 from .unet import UNet, UNetConfig
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
+    config_name = "denoise train config"
+
     steps: int = 3000                 # diffusion U-Net optimiser steps
     post_steps: int = 1000            # post-processing U-Net steps (0: no post-processing network)
     batch_size: int = 16
@@ -61,19 +67,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.post_steps < 0 or not 0 <= self.val_fraction < 0.5 or self.lr <= 0 or not 0 <= self.ema_decay < 1:
             raise ValueError("post_steps >= 0, 0 <= val_fraction < 0.5, lr > 0, 0 <= ema_decay < 1 required")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channel_mults"] = list(self.channel_mults)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def replace(self, **kw) -> "TrainConfig":
-        return TrainConfig.from_dict({**self.to_dict(), **kw})
 
 
 LR_DECAYS = ("cosine", "constant")
@@ -124,10 +117,10 @@ def load_training_pairs(data_dirs, max_particles: int = 20000, seed: int = 0) ->
         ds = GenemDataset.open(d)
         rows = ds.particles()
         if CLEAN_IMAGE_COLUMN not in rows.columns:
-            raise GenemInputError(Path(d) / "particles.star", f"no clean twins (column {CLEAN_IMAGE_COLUMN})")
+            raise GenemInputError(Path(d) / PARTICLES_STAR, f"no clean twins (column {CLEAN_IMAGE_COLUMN})")
         if len(rows) > per:
             rows = rows.iloc[np.sort(rng.choice(len(rows), per, replace=False))]
-        p = float(rows["rlnImagePixelSize"].iloc[0]) if "rlnImagePixelSize" in rows else ds.pixel_size_A
+        p = ds.particle_pixel_size_A(rows)
         if px is not None and abs(p - px) > 1e-3 * px:
             raise GenemInputError(d, f"pixel size {p} A differs from the other datasets' {px} A")
         px = p
@@ -135,7 +128,7 @@ def load_training_pairs(data_dirs, max_particles: int = 20000, seed: int = 0) ->
         c = torch.from_numpy(ds.read_particle_images(rows, CLEAN_IMAGE_COLUMN))
         if noisy and n.shape[-1] != noisy[0].shape[-1]:
             raise GenemInputError(d, f"box {n.shape[-1]} px differs from the other datasets' {noisy[0].shape[-1]} px")
-        nn_, cn = normalize_pair(n, c)
+        nn_, cn = normalize_background_pair_2d(n, c)
         noisy.append(nn_)
         clean.append(cn)
         sources.append({"path": str(Path(d).resolve()), "particles": int(len(rows)),
@@ -192,12 +185,6 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
 
 
-def _progress(total, initial, desc, enabled):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, mininterval=2)
-
-
 def _split(pairs: PairSet, cfg: TrainConfig):
     g = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(len(pairs.noisy), generator=g)
@@ -205,10 +192,14 @@ def _split(pairs: PairSet, cfg: TrainConfig):
     return perm[n_val:], perm[:n_val]
 
 
+TRAIN_COMMAND = "genem denoise train"
+OWN_RECORDS = ("model.pt", "checkpoints")  # a model folder written before the output mark existed
+
+
 def check_model_folder(out_dir, resume: bool) -> None:
-    """Refuse an output folder that holds a finished model, or an unfinished run's checkpoints without
-    ``resume``."""
-    out_dir = Path(out_dir)
+    """Refuse an output folder that is not this command's (:func:`genem.io.outputs.check_out_dir`), that holds a
+    finished model, or an unfinished run's checkpoints without ``resume``."""
+    out_dir = check_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
     if resume:
         return
     if (out_dir / "model.pt").exists():
@@ -217,8 +208,13 @@ def check_model_folder(out_dir, resume: bool) -> None:
         raise GenemInputError(out_dir, "holds checkpoints of an unfinished run; pass --resume or choose another --out")
 
 
+def claim_model_folder(out_dir) -> Path:
+    """Create and mark the model folder (checked by :func:`check_model_folder`)."""
+    return claim_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
+
+
 def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, device="cpu", resume: bool = False,
-                   progress: bool = True, pairs: PairSet | None = None, init: Denoiser | None = None) -> Path:
+                   progress: ProgressCallback | None = None, pairs: PairSet | None = None, init: Denoiser | None = None) -> Path:
     """Train a denoiser on dataset folders and write ``out_dir/model.pt`` (+ model.json, metrics in train.json).
 
     ``init``: start from this trained model's weights (fine-tuning, e.g. the shipped model on simulations of one's
@@ -238,6 +234,9 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     train_idx, val_idx = _split(pairs, config)
     if len(train_idx) < 2:
         raise GenemInputError(data_dirs[0] if data_dirs else out_dir, "too few training particles")
+    claim_model_folder(out_dir)
+    if resume:
+        remove_stale_temporaries(out_dir)
     ntr = pairs.noisy[train_idx]
     ctr = pairs.clean[train_idx]
     # the networks' output units: clean images times target_scale (a fine-tuned model keeps its start's units)
@@ -264,7 +263,7 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
         step, losses = ck["step"], ck["losses"]
     if step < config.steps and ck_post.exists():
         ck_post.unlink()  # the post-processor must be trained on the final diffusion model's outputs
-    bar = _progress(config.steps, step, "diffusion", progress)
+    report(progress, "diffusion", step, config.steps, "step")
     model.train()
     while step < config.steps:
         idx = torch.randint(0, len(ntr), (config.batch_size,), generator=g)
@@ -283,14 +282,11 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
         _ema_update(ema, model, config.ema_decay if step > 50 else 0.0)
         losses.append(float(loss.detach()))
         step += 1
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        report(progress, "diffusion", step, config.steps, "step", loss=float(np.mean(losses[-20:])))
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save_ckpt(ck_diff, {"config": config.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
                                  "opt": opt.state_dict(), "rng": g.get_state(), "step": step, "losses": losses,
                                  "target_scale": target_scale})
-    bar.close()
     ema.eval()
     den = Denoiser(ema, sched, None, pairs.pixel_size_A, int(pairs.noisy.shape[-1]), target_scale,
                    config.sample_steps)
@@ -322,12 +318,11 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
     noisy, clean = ntr[sel], ctr[sel]
     # inputs: the diffusion output (default DDIM steps) of each training particle, in the model's scaled units
     outs = []
-    bar = _progress(m, 0, "post-process inputs", progress)
+    report(progress, "post-process inputs", 0, m, "image")
     for i in range(0, m, 64):
         outs.append(den.denoise_normalized(noisy[i:i + 64], steps=config.sample_steps, postprocess=False,
                                            seed=config.seed + i).cpu() * den.target_scale)
-        bar.update(len(outs[-1]))
-    bar.close()
+        report(progress, "post-process inputs", i + len(outs[-1]), m, "image")
     diffused = torch.cat(outs)
     torch.manual_seed(config.seed + 2)
     post = PostProcessor(postprocess_config(config.post_base_channels, config.channel_mults))
@@ -342,7 +337,7 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
         opt.load_state_dict(ck["opt"])
         g.set_state(ck["rng"])
         step, losses = ck["step"], ck["losses"]
-    bar = _progress(config.post_steps, step, "post-process", progress)
+    report(progress, "post-process", step, config.post_steps, "step")
     post.train()
     stacked = torch.stack([noisy, diffused, clean * den.target_scale], 1)
     while step < config.post_steps:
@@ -356,11 +351,10 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
         opt.step()
         losses.append(float(loss.detach()))
         step += 1
-        bar.update(1)
+        report(progress, "post-process", step, config.post_steps, "step")
         if step % config.checkpoint_every == 0 or step == config.post_steps:
             _save_ckpt(ck_post, {"model": post.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(),
                                  "step": step, "losses": losses})
-    bar.close()
     return post, losses
 
 

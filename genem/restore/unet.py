@@ -11,15 +11,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genem.config import Config
+
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(Config):
+    config_name = "U-Net config"
+
     in_channels: int = 2
     out_channels: int = 1
     base_channels: int = 32
@@ -38,15 +42,6 @@ class UNetConfig:
     @property
     def stride(self) -> int:
         return 2 ** (len(self.channel_mults) - 1)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channel_mults"] = list(self.channel_mults)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
-        return cls(**d)
 
 
 def embed_noise_level(level: torch.Tensor, dim: int) -> torch.Tensor:

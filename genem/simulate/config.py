@@ -4,17 +4,25 @@ A parameter typed ``Range`` is either a number or a ``(low, high)`` pair drawn u
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+from genem.config import Config
 from genem.io.errors import GenemInputError
 
 Range = Union[float, tuple]
 
 DEFAULT_STRUCTURE = Path(__file__).resolve().parents[1] / "data" / "default_structure.pdb"
+#: particles per micrograph when not given, if they fit (:func:`genem.simulate.pipeline.resolve_config`)
+DEFAULT_PARTICLES_PER_MICROGRAPH = 40
+#: without a count given, a structure too large for the default gets this fraction of the densest packing
+#: (random placement jams at ~60% of it)
+DEFAULT_PACKING_FRACTION = 0.5
+#: the box when not given: this many times the structure's diameter (RELION advises 1.5-2x; the built-in
+#: structure gets 128 px at 1.5 A/px)
+BOX_PER_DIAMETER = 1.75
 
 
 def range_bounds(r: Range) -> tuple[float, float]:
@@ -31,8 +39,10 @@ def draw(rng, r: Range) -> float:
 
 
 @dataclass(frozen=True)
-class StructureSpec:
+class StructureSpec(Config):
     """One structure (density map or atomic model) and its mixing weight."""
+
+    config_name = "structure"
 
     path: str = str(DEFAULT_STRUCTURE)
     weight: float = 1.0
@@ -41,15 +51,17 @@ class StructureSpec:
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Config):
+    config_name = "simulation config"
+
     # dataset size and sampling
     n_micrographs: int = 4
     micrograph_size_px: tuple = (1024, 1024)  # (rows, columns)
     pixel_size_A: float = 1.5
-    particle_box_px: int = 128
+    particle_box_px: int | None = None  # default: BOX_PER_DIAMETER x the structure's diameter
     structures: tuple = field(default_factory=lambda: (StructureSpec(),))
     # virtual specimen
-    particles_per_micrograph: int = 40
+    particles_per_micrograph: int | None = None  # default: DEFAULT_PARTICLES_PER_MICROGRAPH, fewer if they do not fit
     particles_sd: float = 0.0  # GenEM draws N ~ round(Normal(mean, sd)); 0 = fixed
     min_separation_A: float | None = None  # default: the structure's diameter
     edge_margin_px: int | None = None  # default: half the particle box
@@ -99,20 +111,21 @@ class SimulationConfig:
         object.__setattr__(self, "micrograph_size_px", ms)
         if min(ms) < 32:
             bad("micrograph_size_px must be >= 32")
-        if not self.pixel_size_A > 0:
-            bad("pixel_size_A must be > 0")
-        if self.particle_box_px < 16 or self.particle_box_px % 2:
-            bad("particle_box_px must be even and >= 16")
-        if self.particle_box_px > min(ms):
-            bad("particle_box_px is larger than the micrograph")
-        structs = tuple(s if isinstance(s, StructureSpec) else StructureSpec(**s) if isinstance(s, dict)
+        if not (math.isfinite(self.pixel_size_A) and self.pixel_size_A > 0):
+            bad(f"pixel_size_A must be a positive number, got {self.pixel_size_A}")
+        if self.particle_box_px is not None:
+            if self.particle_box_px < 16 or self.particle_box_px % 2:
+                bad("particle_box_px must be even and >= 16")
+            if self.particle_box_px > min(ms):
+                bad("particle_box_px is larger than the micrograph")
+        structs = tuple(s if isinstance(s, StructureSpec) else StructureSpec.from_dict(s) if isinstance(s, dict)
                         else StructureSpec(path=str(s)) for s in self.structures)
         object.__setattr__(self, "structures", structs)
         if not structs:
             bad("at least one structure is needed")
         if any(s.weight < 0 for s in structs) or sum(s.weight for s in structs) <= 0:
             bad("structure weights must be >= 0 and not all zero")
-        if self.particles_per_micrograph < 0 or self.particles_sd < 0:
+        if (self.particles_per_micrograph or 0) < 0 or self.particles_sd < 0:
             bad("particles_per_micrograph and particles_sd must be >= 0")
         if self.noise_mode not in ("poisson", "snr", "none"):
             bad(f"noise_mode must be poisson, snr or none, not {self.noise_mode!r}")
@@ -143,28 +156,6 @@ class SimulationConfig:
             bad("amplitude_contrast must be in [0, 1)")
         if self.voltage_kV <= 0 or self.ice_mfp_nm <= 0:
             bad("voltage_kV and ice_mfp_nm must be > 0")
-
-    def replace(self, **kw) -> "SimulationConfig":
-        return dataclasses.replace(self, **kw)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["structures"] = [dataclasses.asdict(s) for s in self.structures]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SimulationConfig":
-        d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise GenemInputError("simulation config", f"unknown parameter(s): {', '.join(sorted(unknown))}")
-        for k, v in list(d.items()):
-            if isinstance(v, list) and k not in ("structures",):
-                d[k] = tuple(v)
-        if "structures" in d:
-            d["structures"] = tuple(StructureSpec(**s) if isinstance(s, dict) else s for s in d["structures"])
-        return cls(**d)
 
 
 def max_particles_that_fit(shape_px, separation_px: float, margin_px: float) -> int:

@@ -1,14 +1,10 @@
 """Particle extraction as RELION's Extract does it (box centred on the truncated coordinate, contrast inverted,
-background normalised to mean 0 and sd 1 outside a circle of 75% of the half box)."""
+background normalised to mean 0 and sd 1 outside a circle of 75% of the half box: :mod:`genem.ops.normalize`)."""
 from __future__ import annotations
 
 import numpy as np
 
-
-def background_mask(box: int, radius_fraction: float = 0.75) -> np.ndarray:
-    c = np.arange(box) - box // 2
-    r2 = c[:, None] ** 2 + c[None, :] ** 2
-    return r2 > (radius_fraction * box / 2) ** 2
+from genem.ops import background_stats_2d
 
 
 def extract_boxes(micrograph: np.ndarray, x_px, y_px, box: int) -> np.ndarray:
@@ -31,11 +27,9 @@ def normalise_like_relion(noisy: np.ndarray, *others: np.ndarray, invert: bool =
     ``sd`` replaces the per-box background sd by one value for all boxes: noise-free data have an almost empty
     background whose sd would give every particle its own arbitrary scale.
     """
-    box = noisy.shape[-1]
-    bg = background_mask(box)
-    m = noisy[:, bg].mean(axis=1)[:, None, None]
-    s = noisy[:, bg].std(axis=1)[:, None, None] if sd is None else np.full((len(noisy), 1, 1), float(sd))
-    s = np.where(s > 0, s, 1.0)
+    m, s = background_stats_2d(noisy)
+    if sd is not None:
+        s = np.full((len(noisy), 1, 1), float(sd) if sd > 0 else 1.0)
     sign = -1.0 if invert else 1.0
     res = [(sign * (noisy - m) / s).astype(np.float32)]
     res += [(sign * (o - m) / s).astype(np.float32) for o in others]

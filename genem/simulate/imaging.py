@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from genem.physics.constants import interaction_constant_rad_per_V_A
-from genem.physics.ctf import CTFParams
-from genem.physics.ctf_batch import compute_ctf_2d_batch
+from genem.physics.ctf import CTFParams, compute_ctf_2d
 from genem.physics.detector import apply_mtf
 from genem.physics.projection import FourierProjector, phase_shift_rfft2
 from genem.physics.rotations import euler_to_matrix_relion
@@ -95,7 +94,7 @@ def render_particle_contrast(projector: FourierProjector, euler_deg: np.ndarray,
         out_p[s:e] = phase.cpu().numpy()
         padded = phase.new_zeros((e - s, P, P))
         padded[:, o:o + M, o:o + M] = phase  # centred at P//2
-        ctf = compute_ctf_2d_batch(list(ctfs[s:e]), (P, P), pixel_size_A, device=spec.device)
+        ctf = compute_ctf_2d(list(ctfs[s:e]), (P, P), pixel_size_A, device=spec.device)
         out_c[s:e] = torch.fft.irfft2(torch.fft.rfft2(padded).mul_(ctf), s=(P, P)).cpu().numpy()
     return out_c, out_p
 
@@ -121,7 +120,7 @@ def _ice_phase_contrast(rng: np.random.Generator, ice_nm: np.ndarray, sd_rad_per
     if sd > 0:
         g.div_(sd)
     g.mul_(torch.from_numpy(np.sqrt(ice_nm, dtype=np.float32)).mul_(sd_rad_per_sqrt_nm))
-    ctf = compute_ctf_2d_batch([mic_ctf], (h, w), pixel_size_A)[0]
+    ctf = compute_ctf_2d(mic_ctf, (h, w), pixel_size_A)
     return torch.fft.irfft2(torch.fft.rfft2(g).mul_(ctf), s=(h, w)).numpy()
 
 

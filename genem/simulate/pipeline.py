@@ -13,21 +13,26 @@ import torch
 
 import genem
 from genem.io import dataset as L
-from genem.io.atomic import remove_stale_temporaries, write_json_atomic
+from genem.io.dataset import DatasetWriter
 from genem.io.errors import GenemInputError
-from genem.io.mrc import read_mrc, write_mrc
-from genem.io.star import join_image_name, read_star, write_star
+from genem.io.mrc import read_mrc
+from genem.io.outputs import check_out_dir, claim_out_dir
+from genem.io.star import read_star
 from genem.physics.ctf import CTFParams
 from genem.physics.detector import read_mtf_star
 from genem.physics.ice import estimate_ice_thickness_icebreaker, random_ice_thickness_nm
 from genem.physics.projection import FourierProjector
 from genem.physics.rotations import sample_uniform_euler_relion
+from genem.progress import ProgressCallback, report
 
-from .config import SimulationConfig, draw, max_particles_that_fit
+from .config import (
+    BOX_PER_DIAMETER, DEFAULT_PACKING_FRACTION, DEFAULT_PARTICLES_PER_MICROGRAPH, SimulationConfig, draw,
+    max_particles_that_fit,
+)
 from .extract import extract_boxes, normalise_like_relion
 from .imaging import image_micrograph
 from .specimen import Specimen, draw_particle_count, place_particles
-from .structures import load_potential
+from .structures import fit_volume_to_box, load_potential
 
 
 def micrograph_seed(seed: int, index0: int) -> np.random.Generator:
@@ -42,24 +47,60 @@ def load_potentials(cfg: SimulationConfig) -> list:
             for s in cfg.structures]
 
 
-class _Prepared:
-    """What every micrograph needs: potentials, projectors, orientations table, MTF, ice reference."""
+def resolve_config(cfg: SimulationConfig, *, log=None) -> tuple[SimulationConfig, list]:
+    """``(cfg with its automatic defaults filled in, the potentials)``. The box defaults to
+    :data:`BOX_PER_DIAMETER` x the structure's diameter; the particle count to
+    :data:`DEFAULT_PARTICLES_PER_MICROGRAPH`, or as many as fit (:data:`DEFAULT_PACKING_FRACTION` of the densest
+    packing) for a large structure; ``log`` gets one line saying what was chosen. A count or box given that does
+    not fit is a GenemInputError."""
+    potentials = load_potentials(cfg)
+    radius_A = max(p.radius_A for p in potentials)
+    size = f"{cfg.micrograph_size_px[1]}x{cfg.micrograph_size_px[0]} px"
+    chosen = []
+    box = cfg.particle_box_px
+    if box is None:
+        b = int(np.ceil(BOX_PER_DIAMETER * 2 * radius_A / cfg.pixel_size_A))
+        box = max(16, b + b % 2)
+        if box > min(cfg.micrograph_size_px):
+            raise GenemInputError("simulation config", f"the structure ({2 * radius_A:.0f} A across, a {box} px box) "
+                                  f"does not fit on a {size} micrograph: give a larger micrograph_size_px "
+                                  "(--micrograph-size) or a coarser pixel_size_A")
+        chosen.append(f"a {box} px box")
+    separation_px = (cfg.min_separation_A if cfg.min_separation_A is not None else 2 * radius_A) / cfg.pixel_size_A
+    margin_px = cfg.edge_margin_px if cfg.edge_margin_px is not None else box // 2
+    cap = max_particles_that_fit(cfg.micrograph_size_px, separation_px, margin_px)
+    fit = (f"at most {cap} with {separation_px * cfg.pixel_size_A:.0f} A spacing and a {margin_px} px margin on "
+           f"{size}")
+    n = cfg.particles_per_micrograph
+    if n is None:
+        n = min(DEFAULT_PARTICLES_PER_MICROGRAPH, int(cap * DEFAULT_PACKING_FRACTION - 2 * cfg.particles_sd))
+        if n < 1:
+            raise GenemInputError("simulation config", f"the structure does not fit: {fit}; give a "
+                                  "larger micrograph_size_px (--micrograph-size) or a coarser pixel_size_A")
+        chosen.append(f"{n} particles per micrograph")
+    want = n + 2 * cfg.particles_sd
+    if want > cap:
+        raise GenemInputError("simulation config", f"{want:g} particles per micrograph do not fit: {fit}")
+    if chosen and log is not None:
+        log(f"chose {' and '.join(chosen)} for a structure {2 * radius_A:.0f} A across "
+            "(set particles_per_micrograph / particle_box_px to override)")
+    return cfg.replace(particle_box_px=box, particles_per_micrograph=n), potentials
 
-    def __init__(self, cfg: SimulationConfig, device):
-        self.potentials = load_potentials(cfg)
+
+class _Prepared:
+    """What every micrograph needs: the config with its defaults resolved (:func:`resolve_config`), potentials,
+    projectors, orientations table, MTF, ice reference."""
+
+    def __init__(self, cfg: SimulationConfig, device, *, log=None):
+        cfg, self.potentials = resolve_config(cfg, log=log)
+        self.cfg = cfg
         self.projectors = [FourierProjector(p.volume_V, cfg.pixel_size_A, device=device) for p in self.potentials]
         w = np.array([s.weight for s in cfg.structures], float)
         self.weights = w / w.sum()
-        radius_A = max(p.radius_A for p in self.potentials)
-        self.radius_A = radius_A
-        self.separation_px = (cfg.min_separation_A if cfg.min_separation_A is not None else 2 * radius_A) / cfg.pixel_size_A
+        self.radius_A = max(p.radius_A for p in self.potentials)
+        self.separation_px = (cfg.min_separation_A if cfg.min_separation_A is not None
+                              else 2 * self.radius_A) / cfg.pixel_size_A
         self.margin_px = cfg.edge_margin_px if cfg.edge_margin_px is not None else cfg.particle_box_px // 2
-        cap = max_particles_that_fit(cfg.micrograph_size_px, self.separation_px, self.margin_px)
-        want = cfg.particles_per_micrograph + 2 * cfg.particles_sd
-        if want > cap:
-            raise GenemInputError("simulation config", f"{want:g} particles per micrograph do not fit: at most {cap} "
-                                  f"with {self.separation_px * cfg.pixel_size_A:.0f} A spacing and a "
-                                  f"{self.margin_px} px margin on {cfg.micrograph_size_px[1]}x{cfg.micrograph_size_px[0]} px")
         self.orientations = None
         if cfg.orientations_star:
             b = read_star(cfg.orientations_star)
@@ -103,7 +144,9 @@ def _ice_map(cfg, prep, rng, shape, mean_nm):
 
 
 def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
-    """Everything for micrograph ``index0``: images, the micrograph's CTF row and its particles' rows."""
+    """Everything for micrograph ``index0``: images, the micrograph's CTF row and its particles' rows. ``cfg`` is
+    read as ``prep.cfg``, its defaults resolved."""
+    cfg = prep.cfg
     rng = micrograph_seed(cfg.seed, index0)
     shape = cfg.micrograph_size_px
     defocus = draw(rng, cfg.defocus_A)
@@ -134,7 +177,7 @@ def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
                            if cfg.ice != "none" else 0.0, noise_mode=cfg.noise_mode, dose_e_per_A2=dose, snr=snr,
                            mtf=prep.mtf)
     stem = L.micrograph_stem(index0)
-    mic_name = f"{L.MICROGRAPHS_DIR}/{stem}.mrc"
+    mic_name = L.micrograph_name(stem)
     mic_row = {"rlnMicrographName": mic_name, "rlnOpticsGroup": 1,
                "rlnDefocusU": mic["defocus_u_A"], "rlnDefocusV": mic["defocus_v_A"],
                "rlnCtfAstigmatism": abs(mic["defocus_u_A"] - mic["defocus_v_A"]),
@@ -148,8 +191,8 @@ def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
     iy = np.floor(spec.y_px).astype(int)
     for k in range(len(spec.x_px)):
         parts.append({
-            "rlnImageName": join_image_name(k, f"{L.PARTICLES_DIR}/{stem}.mrcs"),
-            L.CLEAN_IMAGE_COLUMN: join_image_name(k, f"{L.PARTICLES_CLEAN_DIR}/{stem}.mrcs"),
+            "rlnImageName": L.particle_image_name(k, stem),
+            L.CLEAN_IMAGE_COLUMN: L.particle_image_name(k, stem, clean=True),
             "rlnMicrographName": mic_name,
             "rlnCoordinateX": float(spec.x_px[k]), "rlnCoordinateY": float(spec.y_px[k]),
             "rlnAngleRot": float(spec.euler_deg[k, 0]), "rlnAngleTilt": float(spec.euler_deg[k, 1]),
@@ -166,19 +209,19 @@ def simulate_micrograph(cfg: SimulationConfig, prep: _Prepared, index0: int):
     return img, mic_row, parts, spec
 
 
-def _write_micrograph(root: Path, cfg: SimulationConfig, index0: int, img, mic_row, parts, spec) -> None:
+def _write_micrograph(out: DatasetWriter, cfg: SimulationConfig, index0: int, img, mic_row, parts, spec) -> None:
     stem = L.micrograph_stem(index0)
     px = cfg.pixel_size_A
-    write_mrc(root / L.MICROGRAPHS_DIR / f"{stem}.mrc", img.noisy, px)
-    write_mrc(root / L.CLEAN_DIR / f"{stem}.mrc", img.clean, px)
-    write_mrc(root / L.MASKS_DIR / f"{stem}.mrc", img.mask, px, dtype=np.uint16)
-    write_mrc(root / L.ICE_DIR / f"{stem}.mrc", img.ice_nm, px)
+    out.write_micrograph(stem, img.noisy, px)
+    out.write_micrograph(stem, img.clean, px, "clean")
+    out.write_micrograph(stem, img.mask, px, "mask", dtype=np.uint16)
+    out.write_micrograph(stem, img.ice_nm, px, "ice")
     coords = pd.DataFrame({
         "rlnCoordinateX": spec.x_px, "rlnCoordinateY": spec.y_px, "rlnAngleRot": spec.euler_deg[:, 0],
         "rlnAngleTilt": spec.euler_deg[:, 1], "rlnAnglePsi": spec.euler_deg[:, 2],
         "rlnClassNumber": spec.structure + 1, "rlnAutopickFigureOfMerit": np.ones(len(spec.x_px)),
     })
-    write_star(root / L.COORDS_DIR / f"{stem}_coords.star", {"": coords})
+    out.write_coordinates(stem, coords)
     if len(parts):
         b = cfg.particle_box_px
         noisy = extract_boxes(img.noisy, spec.x_px, spec.y_px, b)
@@ -186,10 +229,10 @@ def _write_micrograph(root: Path, cfg: SimulationConfig, index0: int, img, mic_r
         # noise-free data: one scale for all particles (the micrograph's sd), not each box's empty background
         sd = float(img.noisy.std()) if cfg.noise_mode == "none" else None
         noisy, clean = normalise_like_relion(noisy, clean, sd=sd)
-        write_mrc(root / L.PARTICLES_DIR / f"{stem}.mrcs", noisy, px)
-        write_mrc(root / L.PARTICLES_CLEAN_DIR / f"{stem}.mrcs", clean, px)
+        out.write_particle_stack(stem, noisy, px)
+        out.write_particle_stack(stem, clean, px, clean=True)
     # the completion record goes last: a micrograph counts as done only when it exists
-    write_json_atomic(root / L.PARTS_DIR / f"{stem}.json", {"micrograph": mic_row, "particles": parts})
+    out.write_record(stem, {"micrograph": mic_row, "particles": parts})
 
 
 def _optics(cfg: SimulationConfig, *, particles: bool) -> pd.DataFrame:
@@ -211,49 +254,42 @@ def _optics(cfg: SimulationConfig, *, particles: bool) -> pd.DataFrame:
 
 
 def write_dataset_tables(root: Path, cfg: SimulationConfig, mic_rows: list, part_rows: list) -> None:
-    """micrographs.star, particles.star and particles.cs from per-micrograph rows (used by simulate and translate)."""
-    write_star(root / "micrographs.star", {"optics": _optics(cfg, particles=False), "micrographs": pd.DataFrame(mic_rows)})
-    parts = pd.DataFrame(part_rows)
-    write_star(root / "particles.star", {"optics": _optics(cfg, particles=True), "particles": parts})
-    try:
-        from genem.io.cs_convert import write_particles_cs
-    except ImportError:  # the cryoSPARC conversion module is optional until it lands
-        write_particles_cs = None
-    if write_particles_cs is not None and len(parts):
-        write_particles_cs(root / "particles.cs", _optics(cfg, particles=True), parts)
+    """micrographs.star, particles.star and particles.cs from per-micrograph rows."""
+    DatasetWriter(root).write_tables(
+        {"optics": _optics(cfg, particles=False), "micrographs": pd.DataFrame(mic_rows)},
+        {"optics": _optics(cfg, particles=True), "particles": pd.DataFrame(part_rows)})
 
 
-def _finalize(root: Path, cfg: SimulationConfig, command_line, started: float) -> None:
+def _finalize(out: DatasetWriter, cfg: SimulationConfig, command_line, started: float) -> None:
     mic_rows, part_rows, seeds = [], [], []
     for i in range(cfg.n_micrographs):
-        rec = json.loads((root / L.PARTS_DIR / f"{L.micrograph_stem(i)}.json").read_text())
+        rec = out.read_record(L.micrograph_stem(i))
         mic_rows.append(rec["micrograph"])
         part_rows.extend(rec["particles"])
         seeds.append([cfg.seed, i])
-    (root / L.GROUND_TRUTH_DIR).mkdir(exist_ok=True)
-    prep_paths = []
-    for k, pot in enumerate(load_potentials(cfg)):
-        p = root / L.GROUND_TRUTH_DIR / f"structure_{k:02d}.mrc"
-        write_mrc(p, pot.volume_V, cfg.pixel_size_A)
-        prep_paths.append(str(p.relative_to(root)))
-    write_dataset_tables(root, cfg, mic_rows, part_rows)
+    potentials = load_potentials(cfg)
+    gt_maps = [out.write_ground_truth(k, pot.volume_V, cfg.pixel_size_A) for k, pot in enumerate(potentials)]
+    gt_boxed = [out.write_ground_truth(k, fit_volume_to_box(pot.volume_V, cfg.particle_box_px), cfg.pixel_size_A,
+                                       particle_box=True) for k, pot in enumerate(potentials)]
+    write_dataset_tables(out.root, cfg, mic_rows, part_rows)
     try:
         from .preview import write_preview
 
-        write_preview(root, mic_rows[0]["rlnMicrographName"], [r for r in part_rows
-                                                               if r["rlnMicrographName"] == mic_rows[0]["rlnMicrographName"]],
-                      cfg.particle_box_px)
+        first = mic_rows[0]["rlnMicrographName"]
+        write_preview(out.root, L.micrograph_stem(0), [r for r in part_rows if r["rlnMicrographName"] == first],
+                      max(p.radius_A for p in potentials) / cfg.pixel_size_A)
     except Exception as e:  # a preview must never sink a finished dataset
         print(f"genem: warning: preview not written ({e})", file=sys.stderr)
     manifest = {
         "kind": "genem-simulation", "genem_version": genem.__version__, "config": cfg.to_dict(),
         "micrograph_seeds": {"rule": "numpy SeedSequence([seed, micrograph_index0])", "seeds": seeds},
-        "ground_truth_maps": prep_paths, "n_micrographs": cfg.n_micrographs, "n_particles": len(part_rows),
+        "ground_truth_maps": gt_maps, "ground_truth_maps_particle_box": gt_boxed,
+        "n_micrographs": cfg.n_micrographs, "n_particles": len(part_rows),
         "command_line": command_line if command_line is not None else sys.argv,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__},
         "wall_time_s_last_shard": round(time.time() - started, 2),
     }
-    write_json_atomic(root / L.COMPLETE_MARK, manifest)
+    out.write_manifest(manifest)
 
 
 def _recorded_snr(noise_mode: str, snr: float, img) -> float:
@@ -266,10 +302,14 @@ def _recorded_snr(noise_mode: str, snr: float, img) -> float:
     return 0.0
 
 
+SIMULATE_COMMAND = "genem simulate"
+
+
 def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), device: str = "cpu",
-                   progress: bool = True, command_line=None) -> Path:
+                   progress: ProgressCallback | None = None, command_line=None, log=None) -> Path:
     """Simulate into ``out_dir``; returns the folder. Shard ``(i, n)`` does micrographs with index % n == i; the
-    shard that completes the set writes the tables and ``manifest.json`` (the completion mark). Re-running resumes."""
+    shard that completes the set writes the tables and the manifest (the completion mark). Re-running resumes.
+    ``log`` (a callable taking one line) hears which defaults were chosen for the structure."""
     started = time.time()
     cfg = config
     i_shard, n_shard = shard
@@ -277,27 +317,26 @@ def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), 
         raise GenemInputError("--shard", f"must be i/n with 0 <= i < n, got {i_shard}/{n_shard}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GenemInputError("--device", "CUDA requested but not available")
-    prep = _Prepared(cfg, device)  # validates every input before anything is written
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / L.PARTS_DIR).mkdir(exist_ok=True)
-    cfg_path = root / L.PARTS_DIR / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old != json.loads(json.dumps(cfg.to_dict())):
+    own = dict(markers=(f"{L.PARTS_DIR}/config.json",), own_names=(L.PARTS_DIR,))  # its records: resumable
+    check_out_dir(out_dir, SIMULATE_COMMAND, **own)
+    prep = _Prepared(cfg, device, log=log)  # validates every input before anything is written
+    cfg = prep.cfg
+    root = claim_out_dir(out_dir, SIMULATE_COMMAND, **own)
+    out = DatasetWriter(root)
+    if out.has_record("config"):
+        if out.read_record("config") != json.loads(json.dumps(cfg.to_dict())):
             raise GenemInputError(root, "holds a simulation with other parameters; choose a new output folder")
     else:
-        write_json_atomic(cfg_path, cfg.to_dict())
-    remove_stale_temporaries(root)
-    todo = [i for i in range(i_shard, cfg.n_micrographs, n_shard)
-            if not (root / L.PARTS_DIR / f"{L.micrograph_stem(i)}.json").exists()]
-    from tqdm import tqdm
-
+        out.write_record("config", cfg.to_dict())
+    out.prepare()
+    mine = range(i_shard, cfg.n_micrographs, n_shard)
+    todo = [i for i in mine if not out.has_record(L.micrograph_stem(i))]
+    report(progress, "simulate", len(mine) - len(todo), len(mine), "mic")
     with torch.inference_mode():
-        for i in tqdm(todo, desc="simulate", unit="mic", disable=not progress, file=sys.stderr):
+        for k, i in enumerate(todo):
             img, mic_row, parts, spec = simulate_micrograph(cfg, prep, i)
-            _write_micrograph(root, cfg, i, img, mic_row, parts, spec)
-    done = all((root / L.PARTS_DIR / f"{L.micrograph_stem(i)}.json").exists() for i in range(cfg.n_micrographs))
-    if done:
-        _finalize(root, cfg, command_line, started)
+            _write_micrograph(out, cfg, i, img, mic_row, parts, spec)
+            report(progress, "simulate", len(mine) - len(todo) + k + 1, len(mine), "mic")
+    if all(out.has_record(L.micrograph_stem(i)) for i in range(cfg.n_micrographs)):
+        _finalize(out, cfg, command_line, started)
     return root

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from genem.physics.constants import interaction_constant_rad_per_V_A
-from genem.physics.ctf import CTFParams
-from genem.physics.ctf_batch import compute_ctf_2d_batch
+from genem.physics.ctf import CTFParams, compute_ctf_2d
 from genem.physics.projection import FourierProjector, phase_shift_rfft2
 from genem.physics.rotations import euler_to_matrix_relion
 from genem.simulate.imaging import _good_fft_size
@@ -106,7 +105,7 @@ def render_clean_stack(projector: FourierProjector, euler_deg, ctfs: list[CTFPar
             ph = phase_shift_rfft2(shifts[s:e] + box // 2, box, device=spec.device)
         spec.mul_(ph)
         if ctfs is not None:
-            ctf = compute_ctf_2d_batch(ctfs[s:e], (box, box), projector.pixel_size_A, device=spec.device)
+            ctf = compute_ctf_2d(list(ctfs[s:e]), (box, box), projector.pixel_size_A, device=spec.device)
             spec.mul_(ctf)
         spec.mul_(factor)
         out[s:e] = torch.fft.irfft2(spec, s=(box, box)).cpu()

@@ -14,8 +14,6 @@ Resumable: each translated micrograph leaves ``.parts/translate_mic_NNNNNN.json`
 """
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,17 +22,17 @@ import numpy as np
 import torch
 
 import genem
-from genem.io import GenemDataset, GenemInputError, read_mrc, write_json_atomic, write_mrc
+from genem.io import GenemDataset, GenemInputError, read_mrc, write_mrc
 from genem.io import dataset as L
-from genem.io.atomic import atomic_path, remove_stale_temporaries
+from genem.io.dataset import DatasetWriter
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.io.star import split_image_name
+from genem.ops import normalize_image_2d
+from genem.progress import ProgressCallback, report
 
-from .data import normalize_image, prepare_simulated_micrograph
+from .data import prepare_simulated_micrograph
+from .model import load_model
 from .tiling import translate_image_tiled
-from .train import load_model
-
-COPY_DIRS = (L.CLEAN_DIR, L.MASKS_DIR, L.ICE_DIR, L.COORDS_DIR, L.PARTICLES_CLEAN_DIR, L.GROUND_TRUTH_DIR)
-COPY_FILES = ("micrographs.star", "particles.star", "particles.cs")
 
 
 def translate_micrograph(generator, image_hw: np.ndarray, *, clip_sigma: float = 6.0, tile_px: int = 1024,
@@ -43,24 +41,25 @@ def translate_micrograph(generator, image_hw: np.ndarray, *, clip_sigma: float =
     x = prepare_simulated_micrograph(image_hw, clip_sigma)
     y = translate_image_tiled(generator, x, tile_px=tile_px, context_px=context_px, blend_px=blend_px,
                               device=device)
-    return normalize_image(y)
+    return normalize_image_2d(y)[0]
 
 
-def _copy_file(src: Path, dst: Path):
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+APPLY_COMMAND = "genem translate apply"
+#: its records (resumable runs); its records folder alone is what an interrupted run may have left
+OWN_OUTPUT = dict(markers=(f"{L.PARTS_DIR}/translate_job.json",), own_names=(L.PARTS_DIR,))
 
 
 def _check_out(sim_root: Path, out: Path):
     s, o = sim_root.resolve(), out.resolve()
     if o == s or s in o.parents:
         raise GenemInputError(out, "output folder must not be the simulated folder or inside it")
-    if (out / L.COMPLETE_MARK).exists():
+    check_out_dir(out, APPLY_COMMAND, **OWN_OUTPUT)
+    if DatasetWriter(out).is_complete:
         raise GenemInputError(out, "already holds a finished dataset; choose a new --out")
 
 
 def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile_px: int = 1024,
-                     context_px: int = 48, blend_px: int = 32, progress: bool = True,
+                     context_px: int = 48, blend_px: int = 32, progress: ProgressCallback | None = None,
                      command: list[str] | None = None) -> Path:
     """Translate every noisy micrograph of ``simulated_dir`` into ``out_dir``; return ``out_dir``."""
     sim_root = Path(simulated_dir)
@@ -76,37 +75,35 @@ def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile
     names = list(mics["rlnMicrographName"])
     for name in names:
         if not ds.micrograph_path(name).exists():
-            raise GenemInputError(ds.micrograph_path(name), "micrograph listed in micrographs.star is missing")
-    parts_star = sim_root / "particles.star"
+            raise GenemInputError(ds.micrograph_path(name), f"micrograph listed in {L.MICROGRAPHS_STAR} is missing")
+    parts_star = sim_root / L.PARTICLES_STAR
     particles = ds.particles() if parts_star.exists() else None
     box = None
     if particles is not None and len(particles):
         optics, _ = ds.particles_star()
         box = int(optics["rlnImageSize"].iloc[0])
 
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
+    writer = DatasetWriter(claim_out_dir(out, APPLY_COMMAND, **OWN_OUTPUT)).prepare()
     job = {"model": str(Path(model).resolve()), "simulated": str(sim_root.resolve()), "tile_px": tile_px,
            "context_px": context_px, "blend_px": blend_px}
-    job_path = out / L.PARTS_DIR / "translate_job.json"
-    if job_path.exists():
-        if json.loads(job_path.read_text()) != job:
+    if writer.has_record("translate_job"):
+        if writer.read_record("translate_job") != job:
             raise GenemInputError(out, "holds a translation with another model, input or tiling; choose a new --out")
     else:
-        write_json_atomic(job_path, job)
+        writer.write_record("translate_job", job)
 
     from genem.simulate.extract import extract_boxes, normalise_like_relion
-    from tqdm import tqdm
 
     started = time.time()
-    todo = [n for n in names if not (out / L.PARTS_DIR / f"translate_{Path(n).stem}.json").exists()]
-    for name in tqdm(todo, desc="translate apply", unit="mic", disable=not progress, file=sys.stderr):
+    todo = [n for n in names if not writer.has_record(f"translate_{Path(n).stem}")]
+    report(progress, "translate apply", len(names) - len(todo), len(names), "mic")
+    for k, name in enumerate(todo):
         img, _ = read_mrc(ds.micrograph_path(name))
         if img.ndim == 3 and img.shape[0] == 1:
             img = img[0]
         y = translate_micrograph(gen, img, clip_sigma=float(meta.get("clip_sigma", 6.0)), tile_px=tile_px,
                                  context_px=context_px, blend_px=blend_px, device=device)
-        write_mrc(out / L.MICROGRAPHS_DIR / Path(name).name, y, ds.pixel_size_A)
+        writer.write_micrograph(Path(name).stem, y, ds.pixel_size_A)
         n_parts = 0
         if box is not None:
             rows = particles[particles["rlnMicrographName"] == name]
@@ -121,18 +118,10 @@ def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile
                                                             r["rlnCoordinateY"].to_numpy(), box))
                 write_mrc(out / files.pop(), boxes, ds.pixel_size_A)
                 n_parts = len(rows)
-        write_json_atomic(out / L.PARTS_DIR / f"translate_{Path(name).stem}.json",
-                          {"micrograph": name, "particles": n_parts})
+        writer.write_record(f"translate_{Path(name).stem}", {"micrograph": name, "particles": n_parts})
+        report(progress, "translate apply", len(names) - len(todo) + k + 1, len(names), "mic")
 
-    for d in COPY_DIRS:
-        src = sim_root / d
-        if src.is_dir():
-            for f in sorted(src.rglob("*")):
-                if f.is_file():
-                    _copy_file(f, out / d / f.relative_to(src))
-    for f in COPY_FILES:
-        if (sim_root / f).exists():
-            _copy_file(sim_root / f, out / f)
+    writer.copy_from(sim_root)
     try:
         from genem.simulate.preview import write_preview
 
@@ -153,5 +142,5 @@ def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile
         "command_line": command if command is not None else sys.argv,
         "wall_time_s_last_run": round(time.time() - started, 2), "torch": torch.__version__,
     }
-    write_json_atomic(out / L.COMPLETE_MARK, manifest)
+    writer.write_manifest(manifest)
     return out

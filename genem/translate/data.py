@@ -1,9 +1,9 @@
 """Micrographs for noise translation: real micrographs as they come, simulated ones from a dataset folder.
 
 Real micrographs arrive as uint16 / float16 / float32 MRC of any size. ``prepare_real_micrograph`` clips hot
-pixels and outliers (robust median +- k * MAD-sigma), Fourier-crops to the simulation's pixel size and
-normalises to zero mean and unit variance. Simulated micrographs get the same clipping and normalisation (no
-resampling), so both domains meet the networks on the same scale.
+pixels and outliers (robust median +- k * MAD-sigma), Fourier-crops to the simulation's pixel size
+(:func:`genem.ops.resample_fourier_2d`) and normalises to zero mean and unit variance. Simulated micrographs get
+the same clipping and normalisation (no resampling), so both domains meet the networks on the same scale.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 
 from genem.io import GenemDataset, GenemInputError, read_mrc
+from genem.io.dataset import MICROGRAPHS_STAR
 from genem.io.images import read_image, stored_dtype
+from genem.ops import normalize_image_2d, resample_fourier_2d
 
 PIXEL_SIZE_RTOL = 0.01  # pixel sizes within 1 % count as equal (no resampling)
 
@@ -38,35 +39,6 @@ def robust_clip_image(image: np.ndarray, k_sigma: float = 6.0, *, sample: int = 
     if sigma <= 0:
         return x.copy()
     return np.clip(x, med - k_sigma * sigma, med + k_sigma * sigma)
-
-
-def normalize_image(image: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation over the last two axes (a constant image becomes zeros)."""
-    x = np.asarray(image, dtype=np.float32)
-    mean = x.mean(axis=(-2, -1), keepdims=True, dtype=np.float64)
-    std = x.std(axis=(-2, -1), keepdims=True, dtype=np.float64)
-    std = np.where(std > 0, std, 1.0)
-    return ((x - mean) / std).astype(np.float32)
-
-
-def fourier_crop_image(image: np.ndarray, shape_out: tuple[int, int]) -> np.ndarray:
-    """Band-limit and resample ``image`` (H, W) to ``shape_out`` (smaller or equal) by cropping its spectrum.
-
-    The mean is removed before the transform (less edge ringing) and restored after; intensities keep their scale.
-    """
-    x = np.asarray(image, dtype=np.float32)
-    h, w = x.shape
-    ho, wo = int(shape_out[0]), int(shape_out[1])
-    if ho > h or wo > w:
-        raise ValueError("fourier_crop_image only shrinks")
-    if (ho, wo) == (h, w):
-        return x.copy()
-    mean = float(x.mean(dtype=np.float64))
-    f = scipy.fft.rfft2(x - mean, workers=1)
-    rows = np.r_[0:(ho + 1) // 2, h - ho // 2:h] if ho > 1 else np.r_[0:1]
-    fc = f[rows, : wo // 2 + 1]  # new Nyquist row/column come from one side; irfft2 keeps the real part
-    out = scipy.fft.irfft2(fc, s=(ho, wo), workers=1) * (ho * wo) / (h * w)
-    return (out + mean).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -111,16 +83,16 @@ def prepare_real_micrograph(path, target_pixel_size_A: float, *, pixel_size_A: f
     x = robust_clip_image(raw, clip_sigma)
     if ratio < 1 - PIXEL_SIZE_RTOL:
         shape_out = (max(1, int(round(x.shape[0] * ratio))), max(1, int(round(x.shape[1] * ratio))))
-        x = fourier_crop_image(x, shape_out)
+        x = resample_fourier_2d(x, shape_out, centered=False)  # coordinates scale: pixel 0 stays fixed
         px_out = px * raw.shape[1] / shape_out[1]
     else:
         px_out = px
-    return RealMicrograph(str(path), normalize_image(x), float(px_out), float(px), tuple(raw.shape), dtype)
+    return RealMicrograph(str(path), normalize_image_2d(x)[0], float(px_out), float(px), tuple(raw.shape), dtype)
 
 
 def prepare_simulated_micrograph(image: np.ndarray, clip_sigma: float = 6.0) -> np.ndarray:
     """Clip and normalise a simulated micrograph the same way as a real one (no resampling)."""
-    return normalize_image(robust_clip_image(image, clip_sigma))
+    return normalize_image_2d(robust_clip_image(image, clip_sigma))[0]
 
 
 def expand_real_paths(patterns) -> list[Path]:
@@ -163,7 +135,7 @@ def load_simulated_set(root, *, clip_sigma: float = 6.0, max_micrographs: int | 
     ds = GenemDataset.open(root)
     mics = ds.micrographs()
     if "rlnMicrographName" not in mics.columns or len(mics) == 0:
-        raise GenemInputError(Path(root) / "micrographs.star", "no micrographs listed")
+        raise GenemInputError(Path(root) / MICROGRAPHS_STAR, "no micrographs listed")
     names = list(mics["rlnMicrographName"])
     if max_micrographs is not None:
         names = names[: int(max_micrographs)]

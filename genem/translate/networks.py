@@ -6,15 +6,19 @@ on statistics of the whole tile, so a micrograph translated tile by tile with ov
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genem.config import Config
+
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(Config):
+    config_name = "generator config"
+
     base_channels: int = 16   # channels after the stem; doubled at each downsampling
     n_down: int = 2           # stride-2 stages (output size must be divisible by 2**n_down; apply pads)
     n_blocks: int = 4         # residual blocks at the lowest resolution
@@ -23,21 +27,17 @@ class GeneratorConfig:
         if self.base_channels < 1 or self.n_down < 0 or self.n_blocks < 0:
             raise ValueError(f"invalid generator config {self}")
 
-    def to_dict(self):
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(Config):
+    config_name = "discriminator config"
+
     base_channels: int = 32
     n_layers: int = 3
 
     def __post_init__(self):
         if self.base_channels < 1 or self.n_layers < 1:
             raise ValueError(f"invalid discriminator config {self}")
-
-    def to_dict(self):
-        return asdict(self)
 
 
 class ResBlock(nn.Module):

@@ -7,7 +7,7 @@ Model folder::
     checkpoints/step_NNNNNN.pt   generator, discriminator, projector, optimisers, RNG states (last 3 kept)
     samples/step_NNNNNN.png real / simulated / translated tiles
     heldout/real_NNN.mrc    the right-hand strip of each real micrograph (preprocessed), never trained on
-    model.pt                the finished generator (written last, atomically: its presence means "finished")
+    model.pt                the finished generator (model.py; written last, atomically: its presence means "finished")
     model.json              what model.pt holds, for people
 """
 from __future__ import annotations
@@ -15,26 +15,28 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genem.config import Config
 from genem.io import GenemInputError, atomic_path, write_json_atomic, write_mrc
 from genem.io.atomic import remove_stale_temporaries
+from genem.io.outputs import check_out_dir, claim_out_dir
+from genem.progress import ProgressCallback, report
 
 from .data import (RealMicrograph, expand_real_paths, load_simulated_set, prepare_real_micrograph,
                    sample_tiles)
-from .networks import (DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, lsgan_loss)
+from .model import FORMAT, MODEL_FILE, checkpoint_paths, save_model
+from .networks import DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, lsgan_loss
 from .patchnce import PatchProjector, compute_patchnce_loss
 
-MODEL_FILE = "model.pt"
-FORMAT = "genem-translate-v1"
-
-
 @dataclass(frozen=True)
-class TranslateTrainConfig:
+class TranslateTrainConfig(Config):
+    config_name = "translate train config"
+
     steps: int = 4000
     tile_px: int = 128
     batch_size: int = 4
@@ -77,20 +79,6 @@ class TranslateTrainConfig:
         for k in ("checkpoint_every", "grid_every", "log_every", "keep_checkpoints"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1")
-
-    def replace(self, **kw) -> "TranslateTrainConfig":
-        return replace(self, **kw)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TranslateTrainConfig":
-        d = dict(d)
-        d["generator"] = GeneratorConfig(**d.get("generator", {}))
-        d["discriminator"] = DiscriminatorConfig(**d.get("discriminator", {}))
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class TranslatorState:
@@ -192,10 +180,6 @@ def read_loss_log(model_dir) -> list[dict]:
     return [dict(zip(cols, map(float, ln.split("\t")))) for ln in lines[1:] if ln.strip()]
 
 
-def _checkpoint_paths(model_dir: Path) -> list[Path]:
-    return sorted((model_dir / "checkpoints").glob("step_*.pt"))
-
-
 def _load_real(real_paths, target_px: float, config: TranslateTrainConfig) -> list[RealMicrograph]:
     out = []
     for p in real_paths:
@@ -234,26 +218,31 @@ def _save_grid(path, real, sim, fake):
     plt.close(fig)
 
 
+TRAIN_COMMAND = "genem translate train"
+OWN_RECORDS = (MODEL_FILE, "checkpoints")  # a model folder written before the output mark existed
+
+
 def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir, *, device: str = "cpu",
-                     resume: bool = False, progress: bool = True, command: list[str] | None = None) -> Path:
+                     resume: bool = False, progress: ProgressCallback | None = None,
+                     command: list[str] | None = None) -> Path:
     """Train on a simulated dataset folder and real micrographs (paths / globs / folders); return ``out_dir``.
 
     ``resume=True`` continues from the newest checkpoint in ``out_dir`` with the configuration and data saved there,
     except ``steps``, taken from ``config`` (more to extend a run, or a checkpointed step to finish early); the
     continued run draws the same tiles it would have drawn without the stop.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
     dev = torch.device(device)
     cfg_path = out_dir / "config.json"
     if resume:
         if not cfg_path.exists():
             raise GenemInputError(out_dir, "nothing to resume (no config.json)")
         saved = json.loads(cfg_path.read_text())
-        config = TranslateTrainConfig.from_dict(saved["config"]).replace(steps=config.steps)
+        config = TranslateTrainConfig.from_dict(saved["config"], cfg_path).replace(steps=config.steps)
         simulated_dir = saved["simulated"]
         real = saved["real"]
     else:
-        if out_dir.exists() and ((out_dir / MODEL_FILE).exists() or _checkpoint_paths(out_dir)):
+        if out_dir.exists() and ((out_dir / MODEL_FILE).exists() or checkpoint_paths(out_dir)):
             raise GenemInputError(out_dir, "already holds a model or checkpoints; pass --resume or choose a new --out")
     real_paths = expand_real_paths(real)
     sim = load_simulated_set(simulated_dir, clip_sigma=config.clip_sigma, max_micrographs=config.max_micrographs)
@@ -264,7 +253,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     real_images = [r.image for r in reals]
     train_cols = [(0, r.image.shape[1] - int(round(r.image.shape[1] * config.holdout_fraction))) for r in reals]
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
     remove_stale_temporaries(out_dir)
     if not resume:
         write_json_atomic(cfg_path, {
@@ -288,7 +277,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     gen = torch.Generator().manual_seed(config.seed + 1)
     start = 0
     if resume:
-        cks = _checkpoint_paths(out_dir)
+        cks = checkpoint_paths(out_dir)
         if cks:
             ck = torch.load(cks[-1], map_location=dev, weights_only=False)
             state.load_state_dict(ck["state"])
@@ -308,14 +297,12 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     vis_sim, _ = sample_tiles(sim.images, config.tile_px, 6, vis_rng, masks=sim.masks)
     vis_real, _ = sample_tiles(real_images, config.tile_px, 6, vis_rng, column_ranges=train_cols)
 
-    from tqdm import tqdm
-
     t0 = time.time()
     log_path = out_dir / "loss_log.tsv"
     acc: dict[str, list[float]] = {}
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="translate train",
-               disable=not progress, unit="step")
-    for step in bar:
+    shown: dict[str, float] = {}
+    report(progress, "translate train", start, config.steps, "step")
+    for step in range(start, config.steps):
         xs, ms = sample_tiles(sim.images, config.tile_px, config.batch_size, rng, masks=sim.masks)
         ys, _ = sample_tiles(real_images, config.tile_px, config.batch_size, rng, column_ranges=train_cols)
         x = torch.from_numpy(xs)[:, None].to(dev)
@@ -329,7 +316,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             row = {k: float(np.mean(v)) for k, v in acc.items()}
             acc = {}
             _append_log(log_path, done, row, time.time() - t0)
-            bar.set_postfix(D=f"{row['loss_D']:.3f}", G=f"{row['loss_G_gan']:.3f}", nce=f"{row['loss_nce']:.3f}")
+            shown = dict(D=row["loss_D"], G=row["loss_G_gan"], nce=row["loss_nce"])
         if done % config.grid_every == 0 or done == config.steps:
             with torch.no_grad():
                 state.G_out.eval()
@@ -337,7 +324,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             _save_grid(out_dir / "samples" / f"step_{done:06d}.png", vis_real, vis_sim, fake)
         if done % config.checkpoint_every == 0 or done == config.steps:
             _save_checkpoint(out_dir, done, state, rng, gen, config)
-    bar.close()
+        report(progress, "translate train", done, config.steps, "step", **shown)
     save_model(out_dir / MODEL_FILE, state.G_out, config, sim.pixel_size_A,
                extra={"steps": config.steps, "simulated": str(simulated_dir),
                       "real": [str(p) for p in real_paths]})
@@ -371,33 +358,5 @@ def _save_checkpoint(out_dir: Path, step: int, state: TranslatorState, rng, gen,
     with atomic_path(path) as tmp:
         torch.save({"step": step, "state": state.state_dict(), "numpy_rng": rng.bit_generator.state,
                     "torch_gen": gen.get_state(), "config": config.to_dict()}, tmp)
-    for old in _checkpoint_paths(out_dir)[:-config.keep_checkpoints]:
+    for old in checkpoint_paths(out_dir)[:-config.keep_checkpoints]:
         old.unlink()
-
-
-def save_model(path, generator: Generator, config: TranslateTrainConfig, pixel_size_A: float, extra=None):
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "generator_config": generator.config.to_dict(),
-                    "generator": {k: v.cpu() for k, v in generator.state_dict().items()},
-                    "pixel_size_A": float(pixel_size_A), "clip_sigma": config.clip_sigma,
-                    "train_config": config.to_dict(), **(extra or {})}, tmp)
-
-
-def load_model(model, device="cpu") -> tuple[Generator, dict]:
-    """Load a finished translator from a model folder (or its model.pt); returns ``(generator in eval mode, meta)``."""
-    p = Path(model)
-    f = p / MODEL_FILE if p.is_dir() else p
-    if not f.exists():
-        why = "training not finished (checkpoints only; resume it)" if p.is_dir() and _checkpoint_paths(p) else \
-            "no trained translator (model.pt) here"
-        raise GenemInputError(p, why)
-    try:
-        ck = torch.load(f, map_location=device, weights_only=False)
-    except Exception as e:
-        raise GenemInputError(f, f"not a readable translator model ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise GenemInputError(f, "not a GenEM translator model")
-    g = Generator(GeneratorConfig(**ck["generator_config"]))
-    g.load_state_dict(ck["generator"])
-    g.to(device).eval()
-    return g, ck

@@ -7,8 +7,13 @@ platform outputs. So, for each adapter:
 2. bad input fails with a non-zero exit and one last error line that names the offending file;
 3. nothing is written into the input's folder.
 
+The same three clauses hold for picking: the picks each adapter delivers in its platform's format (RELION
+coordinate files where Extract reads them, cryoSPARC particles with ``location``), read back, equal the engine's
+own picks of the same micrographs (``genem.pick.pick_micrographs``).
+
 The Scipion adapter runs in its own virtual environment; its protocol tests (tests/scipion) make the same
-ground-truth check on the Scipion sets (alignments and CTF taken back out equal the engine's STAR).
+checks on the Scipion sets (alignments and CTF taken back out equal the engine's STAR; the SetOfCoordinates of
+'genem - pick particles' equals the engine's picks in whole pixels; a folder that is no picker fails naming it).
 """
 from __future__ import annotations
 
@@ -102,7 +107,7 @@ ADAPTERS = [RelionAdapter(), CryosparcOfflineAdapter()]
 @pytest.fixture(scope="module")
 def engine_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine") / "sim"
-    run_simulation(SimulationConfig(**SIM), root, progress=False)
+    run_simulation(SimulationConfig(**SIM), root)
     return root
 
 
@@ -144,4 +149,147 @@ def test_bad_input_fails_with_one_line_naming_the_file(adapter, tmp_path):
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert "error" in last and broken.name in last, r.stderr[-1500:]
+    assert _snapshot(broken.parent) == before, "the adapter wrote into the input folder"
+
+
+# ---- picking: each adapter delivers the engine's own picks ---------------------------------------------------------
+PICK_DIAMETER_A = 120.0
+
+
+@pytest.fixture(scope="module")
+def engine_picks(engine_dataset, tmp_path_factory):
+    """The engine's own DoG picks (every candidate: threshold 0) of the engine dataset's micrographs: {stem: (xy,
+    score)}."""
+    from genem.pick import DogPicker, pick_micrographs, read_coordinates_star
+
+    out = pick_micrographs(DogPicker(PICK_DIAMETER_A), engine_dataset / "micrographs.star",
+                           tmp_path_factory.mktemp("engine_picks") / "picks", threshold=0.0)
+    picks = {p.stem: read_coordinates_star(p) for p in sorted((out / "picks").glob("*.star"))}
+    assert len(picks) == SIM["n_micrographs"] and all(len(xy) for xy, _ in picks.values())
+    return picks
+
+
+class RelionPicks:
+    name = "relion"
+
+    def deliver(self, engine_root: Path, work: Path, monkeypatch) -> tuple[dict, Path]:
+        """genem-relion-pick on the dataset's micrographs STAR; the coordinate files Extract reads, read back."""
+        from genem.io import read_star
+        from genem.pick import read_coordinates_star
+        from genem_relion.publish import coordinate_file_for
+
+        proj = work / "relion_project"
+        proj.mkdir()
+        star = engine_root / "micrographs.star"
+        r = _run(["-m", "genem_relion.pick", "--o", "External/job002/", "--in_mics", str(star), "--model", "dog",
+                  "--diameter", str(PICK_DIAMETER_A), "--threshold", "0", "--j", "1"], proj)
+        assert r.returncode == 0 and (proj / "External/job002/RELION_JOB_EXIT_SUCCESS").exists(), r.stderr[-2000:]
+        names = read_star(star)["micrographs"]["rlnMicrographName"]
+        return {Path(n).stem: read_coordinates_star(proj / coordinate_file_for(n, Path("External/job002")))
+                for n in names}, engine_root
+
+    def bad_input(self, work: Path, monkeypatch, capsys):
+        """(run() -> (exit code, stderr), the broken input): a micrographs STAR in its own folder ``work/inputs``
+        naming an unreadable micrograph."""
+        proj = work / "relion_project_bad"
+        proj.mkdir()
+        broken = work / "inputs" / "broken.mrc"
+        broken.write_text("not an MRC file\n")
+        (work / "inputs" / "micrographs.star").write_text(
+            "data_optics\nloop_\n_rlnOpticsGroup\n_rlnMicrographPixelSize\n1 3.0\n\n"
+            "data_micrographs\nloop_\n_rlnMicrographName\n_rlnOpticsGroup\nbroken.mrc 1\n")
+
+        def run():
+            r = _run(["-m", "genem_relion.pick", "--o", "External/job002/", "--in_mics",
+                      str(work / "inputs" / "micrographs.star"), "--model", "dog", "--diameter", "100"], proj)
+            return r.returncode, r.stderr
+        return run, broken
+
+
+class CryosparcPicks:
+    """The live external job against cryosparc-tools with its API client mocked (tests/cryosparc)."""
+    name = "cryosparc"
+
+    def _server(self, work: Path, monkeypatch):
+        monkeypatch.syspath_prepend(str(ROOT / "tests" / "cryosparc"))
+        from cryosparc.tools import CryoSPARC
+        from test_external import FakeServer
+
+        server = FakeServer(work)
+        server.install(monkeypatch)
+        server.cs = CryoSPARC(base_url="http://localhost:39000", email="test@example.com", password="password")
+        return server
+
+    def deliver(self, engine_root: Path, work: Path, monkeypatch) -> tuple[dict, Path]:
+        """pick_job on the dataset's micrographs as a job's exposures; the saved particles' location, read back."""
+        from genem_cryosparc import external
+
+        server = self._server(work, monkeypatch)
+        from test_external import publish_exposures
+
+        exp = publish_exposures(server, engine_root)
+        external.pick_job(server.cs, "P1", "W1", micrographs="J5.exposures", diameter_A=PICK_DIAMETER_A,
+                          engine_args=["--threshold", "0"], work_dir=work / "scratch")
+        out = server.saved["particles"]
+        path = np.asarray(out["location/micrograph_path"])
+        shape = np.asarray(out["location/micrograph_shape"], np.float64)
+        picks = {}
+        for p in exp["micrograph_blob/path"]:
+            sel = path == p
+            xy = np.stack([np.asarray(out["location/center_x_frac"])[sel] * shape[sel, 1],
+                           np.asarray(out["location/center_y_frac"])[sel] * shape[sel, 0]], -1)
+            picks[Path(p).stem] = (xy, np.asarray(out["pick_stats/ncc_score"], np.float64)[sel])
+        return picks, server.remote / "J5"
+
+    def bad_input(self, work: Path, monkeypatch, capsys):
+        """`genem-cryosparc pick` where one exposure's micrograph is unreadable."""
+        from genem_cryosparc.cli import main
+
+        server = self._server(work, monkeypatch)
+        from test_external import publish_exposures
+
+        (work / "inputs" / "Micrographs").mkdir()
+        broken = work / "inputs" / "Micrographs" / "broken.mrc"
+        broken.write_text("not an MRC file\n")
+        (work / "inputs" / "micrographs.star").write_text(
+            "data_optics\nloop_\n_rlnOpticsGroup\n_rlnMicrographPixelSize\n1 3.0\n\n"
+            "data_micrographs\nloop_\n_rlnMicrographName\n_rlnOpticsGroup\nMicrographs/broken.mrc 1\n")
+        monkeypatch.setattr("genem.io.cs_convert.micrograph_shapes_px",
+                            lambda root, names: {n: (64, 64) for n in names})  # the header cannot be read
+        publish_exposures(server, work / "inputs")
+        for k, v in (("CRYOSPARC_BASE_URL", "http://localhost:39000"), ("CRYOSPARC_EMAIL", "e@x.org"),
+                     ("CRYOSPARC_PASSWORD", "pw")):
+            monkeypatch.setenv(k, v)
+
+        def run():
+            rc = main(["pick", "--project", "P1", "--workspace", "W1", "--work-dir", str(work / "scratch"),
+                       "--micrographs", "J5.exposures", "--diameter-A", "100"])
+            return rc, capsys.readouterr().err
+        return run, server.remote / "J5" / "imported" / broken.name
+
+
+PICK_ADAPTERS = [RelionPicks(), CryosparcPicks()]
+
+
+@pytest.mark.parametrize("adapter", PICK_ADAPTERS, ids=lambda a: a.name)
+def test_picks_delivered_equal_the_engines_own(adapter, engine_dataset, engine_picks, tmp_path, monkeypatch):
+    before = _snapshot(engine_dataset)
+    got, input_folder = adapter.deliver(engine_dataset, tmp_path, monkeypatch)
+    assert sorted(got) == sorted(engine_picks)
+    for stem, (xy, score) in engine_picks.items():
+        np.testing.assert_allclose(got[stem][0], xy, atol=1e-2, err_msg=stem)  # .cs holds float32 fractions
+        np.testing.assert_allclose(got[stem][1], score, rtol=1e-5, err_msg=stem)
+    assert _snapshot(engine_dataset) == before, "the adapter wrote into the micrographs' folder"
+
+
+@pytest.mark.parametrize("adapter", PICK_ADAPTERS, ids=lambda a: a.name)
+def test_bad_pick_input_fails_with_one_line_naming_the_file(adapter, tmp_path, monkeypatch, capsys):
+    (tmp_path / "inputs").mkdir()
+    run, broken = adapter.bad_input(tmp_path, monkeypatch, capsys)
+    before = _snapshot(broken.parent)
+    rc, err = run()
+    assert rc != 0
+    last = err.strip().splitlines()[-1]
+    assert "error" in last and broken.name in last, err[-1500:]
+    assert "Traceback" not in last
     assert _snapshot(broken.parent) == before, "the adapter wrote into the input folder"

@@ -21,6 +21,8 @@ from genem_cryosparc.convert import EXPOSURE_BLOB_FIELDS, slot_fields
 from genem_cs_helpers import run_cli
 
 NOW = datetime.now(timezone.utc)
+PICK_STATS_FIELDS = [("pick_stats/ncc_score", "<f4"), ("pick_stats/power", "<f4"), ("pick_stats/template_idx", "<u4"),
+                     ("pick_stats/angle_rad", "<f4")]
 SIM_ARGS = ["--n-micrographs", "1", "--micrograph-size", "256", "--box", "32", "--particles", "8",
             "--pixel-size-A", "4", "--seed", "3", "--noise-mode", "none"]
 
@@ -39,6 +41,8 @@ def _expected_fields(slots):
     for s in slots:
         if s == "micrograph_blob":
             out += [(f"micrograph_blob/{f[0]}",) + tuple(f[1:]) for f in EXPOSURE_BLOB_FIELDS]
+        elif s == "pick_stats":  # as cryoSPARC's pickers write it
+            out += PICK_STATS_FIELDS
         else:
             out += slot_fields(s)
     return out
@@ -293,3 +297,80 @@ def test_denoise_job_with_the_real_engine(server, remote_particles, tmp_path):
     external.denoise_job(server.cs, "P1", "W1", particles="J12.particles", model=model, work_dir=tmp_path / "w",
                          engine_args=["--steps", "2", "--no-progress"])
     assert len(server.saved["particles"]) == len(remote_particles)
+
+
+# ------------------------------------------------------------------------------------------------ picking
+def publish_exposures(server, dataset, job="J5"):
+    """The micrographs of a GenEM dataset folder as the ``exposures`` output of ``job`` in the (remote) project:
+    copied to ``<job>/imported/``; the job's exposure dataset (micrograph_blob) is what load_input returns."""
+    from genem.io import read_star
+    from genem.io.cs_convert import micrograph_shapes_px, micrographs_star_to_cs_dataset
+
+    shutil.copytree(dataset / "Micrographs", server.remote / job / "imported")
+    b = read_star(dataset / "micrographs.star")
+    names = list(b["micrographs"]["rlnMicrographName"])
+    d = micrographs_star_to_cs_dataset(b["optics"], b["micrographs"],
+                                       micrograph_shape_px=micrograph_shapes_px(dataset, names))
+    d["micrograph_blob/path"] = np.array([p.replace("Micrographs/", f"{job}/imported/") for p in names], dtype=object)
+    d = d.filter_prefixes(["micrograph_blob"])
+    server.api.jobs.find_one.return_value = _job(job, {"exposures": "exposure"})
+    server.api.jobs.load_input.return_value = d
+    return d
+
+
+@pytest.fixture
+def remote_exposures(server, sim_dataset):
+    return publish_exposures(server, sim_dataset)
+
+
+def test_pick_job_flow_delivers_the_engines_picks_on_the_exposures(server, remote_exposures, tmp_path):
+    from genem.pick import read_coordinates_star
+
+    exp = remote_exposures
+    uid = external.pick_job(server.cs, "P1", "W1", micrographs="J5.exposures", diameter_A=120,
+                            work_dir=tmp_path / "work")
+    api = server.api
+    assert uid == "J43"
+    api.jobs.connect.assert_called_once_with("P1", "J43", "micrographs", source_job_uid="J5",
+                                             source_output_name="exposures")
+    assert server.outputs["particles"] == OutputSpec(type="particle", title="GenEM picks", slots=[
+        OutputSlot(name="location", dtype="location"), OutputSlot(name="pick_stats", dtype="pick_stats")])
+    api.jobs.load_input.assert_called_once_with("P1", "J43", "micrographs", slots=["micrograph_blob"])
+    downloaded = sorted(c.kwargs.get("path", c.args[-1]) for c in api.projects.download_file.call_args_list)
+    assert downloaded == sorted(exp["micrograph_blob/path"])  # not mounted here: each micrograph fetched once
+    api.jobs.mark_completed.assert_called_once_with("P1", "J43")
+    out = server.saved["particles"]
+    _check_dataset(out, ["location", "pick_stats"])
+    assert len(out) > 0 and len(np.unique(out["uid"])) == len(out)
+    # each particle sits on the uid and path of its exposure, at the engine's own picks
+    path_of = dict(zip(np.asarray(exp["uid"]).tolist(), exp["micrograph_blob/path"]))
+    shape_of = dict(zip(exp["micrograph_blob/path"], np.asarray(exp["micrograph_blob/shape"]).tolist()))
+    for u, p in zip(np.asarray(out["location/micrograph_uid"]).tolist(), out["location/micrograph_path"]):
+        assert path_of[u] == p
+    for path in exp["micrograph_blob/path"]:
+        sel = np.asarray(out["location/micrograph_path"]) == path
+        h, w = shape_of[path]
+        xy, fom = read_coordinates_star(tmp_path / "work" / "picks" / "picks" / f"{Path(path).stem}.star")
+        got = np.stack([np.asarray(out["location/center_x_frac"])[sel] * w,
+                        np.asarray(out["location/center_y_frac"])[sel] * h], -1)
+        np.testing.assert_allclose(got, xy, atol=1e-2)
+        np.testing.assert_allclose(np.asarray(out["pick_stats/ncc_score"])[sel], fom, rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(out["location/micrograph_shape"])[sel], [[h, w]] * int(sel.sum()))
+    assert any(e.startswith("pick:") for e in server.events), server.events  # engine progress in the event log
+
+
+def test_cli_pick_of_an_unreadable_micrograph_fails_naming_it(server, remote_exposures, tmp_path, monkeypatch,
+                                                              capsys):
+    from genem_cryosparc.cli import main
+
+    broken = server.remote / remote_exposures["micrograph_blob/path"][1]
+    broken.write_text("not a micrograph")
+    for k, v in (("CRYOSPARC_BASE_URL", "http://localhost:39000"), ("CRYOSPARC_EMAIL", "test@example.com"),
+                 ("CRYOSPARC_PASSWORD", "password")):
+        monkeypatch.setenv(k, v)
+    rc = main(["pick", "--project", "P1", "--workspace", "W1", "--work-dir", str(tmp_path / "w"), "--micrographs",
+               "J5.exposures", "--diameter-A", "120"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err and err.startswith("genem-cryosparc: error: ")
+    assert f"{broken.name}: not a readable MRC file" in err, err
+    assert server.saved == {} and server.api.jobs.mark_failed.call_count == 1

@@ -10,6 +10,7 @@ import time
 import pandas as pd
 
 from genem.io import GenemInputError, read_particles_star, write_star
+from genem.progress import report
 from genem_relion.job import Param, ProgramSpec, run_program
 
 SPEC = ProgramSpec(
@@ -29,9 +30,10 @@ SPEC = ProgramSpec(
 
 def run(job):
     optics, parts = read_particles_star(job.input("in_parts"))
+    progress = job.progress()
     for i in range(job.params.steps):
         time.sleep(job.params.step_s)
-        job.progress(i + 1, job.params.steps, "steps")
+        report(progress, "steps", i + 1, job.params.steps)
     crash = job.params.crash
     if crash == "input":
         raise GenemInputError(job.input("in_parts"), "particles have no rlnImageName column")

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genem.io import read_star, write_star
+from genem.io import GenemInputError, read_star, write_star
+from genem.progress import report
 from genem_relion import job as J
 
 HERE = Path(__file__).resolve().parent
@@ -24,6 +25,7 @@ import relion_fake_program as fake  # noqa: E402  (tests/relion is on sys.path: 
 
 def program_env(**extra) -> dict:
     env = dict(os.environ)
+    env.pop(J.WORKER_ENV, None)  # the program starts as RELION starts it: a supervisor with a worker
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT / "plugins" / "relion"), str(ROOT)])
     env.update(extra)
     return env
@@ -41,6 +43,7 @@ def project(tmp_path, monkeypatch):
                           "rlnDefocusU": [10000.0] * 3, "rlnOpticsGroup": [1] * 3})
     write_star(tmp_path / "in.star", {"optics": optics, "particles": parts})
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(J.WORKER_ENV, "1")  # run_program runs the job in this process, as in its worker
     return tmp_path
 
 
@@ -50,7 +53,7 @@ def exit_files(job_dir) -> list[str]:
 
 def run_fake_inprocess(*args, capsys=None):
     argv = ["--o", "External/job001/", "--in_parts", "in.star", *args]
-    rc = fake.run_program(fake.SPEC, fake.run, argv, supervise=False)
+    rc = fake.run_program(fake.SPEC, fake.run, argv)
     return rc
 
 
@@ -207,15 +210,15 @@ def test_contract_unexpected_exception_gives_traceback_then_error_line(project, 
 
 
 def test_contract_bad_arguments_and_missing_inputs_fail_before_work(project, capsys):
-    assert J.run_program(fake.SPEC, fake.run, ["--o", "External/job001/", "--in_parts", "in.star", "--steps", "x"],
-                         supervise=False) == J.RC_FAILURE
+    assert J.run_program(fake.SPEC, fake.run,
+                         ["--o", "External/job001/", "--in_parts", "in.star", "--steps", "x"]) == J.RC_FAILURE
     assert exit_files("External/job001") == [J.EXIT_FAILURE]
     assert capsys.readouterr().err.strip().endswith("--steps: expected a whole number, got 'x'")
-    assert J.run_program(fake.SPEC, fake.run, ["--o", "External/job002/"], supervise=False) == J.RC_FAILURE
+    assert J.run_program(fake.SPEC, fake.run, ["--o", "External/job002/"]) == J.RC_FAILURE
     assert exit_files("External/job002") == [J.EXIT_FAILURE]
     assert "needs --in_parts" in capsys.readouterr().err
-    assert J.run_program(fake.SPEC, fake.run, ["--o", "External/job003/", "--in_parts", "nope.star"],
-                         supervise=False) == J.RC_FAILURE
+    assert J.run_program(fake.SPEC, fake.run,
+                         ["--o", "External/job003/", "--in_parts", "nope.star"]) == J.RC_FAILURE
     assert capsys.readouterr().err.strip().endswith("nope.star: input given as --in_parts not found "
                                                     "(paths are relative to the project directory)")
 
@@ -276,18 +279,19 @@ def test_contract_help_and_missing_output_folder(project):
     assert r.returncode != 0 and "--o <job folder> is required" in r.stderr
 
 
-def test_run_command_relays_progress_and_engine_errors(project, capsys):
-    script = ("import sys, time\n"
-              "from tqdm import tqdm\n"
-              "for i in tqdm(range(4), desc='denoising', mininterval=0):\n    time.sleep(0.01)\n"
-              "print('genem: error: x.star: no particles', file=sys.stderr)\nsys.exit(2)\n")
+def test_engine_progress_reaches_run_out_and_engine_errors_end_run_err(project, capsys):
     spec = fake.SPEC
 
-    def body(job):
-        job.progress_interval_s = 0.0
-        job.run_command([sys.executable, "-c", script], what="engine")
+    def engine(progress):  # an engine function: reports progress through its callback, then fails on its input
+        for i in range(4):
+            time.sleep(0.01)
+            report(progress, "denoising", i + 1, 4, "ptcl")
+        raise GenemInputError("x.star", "no particles")
 
-    assert J.run_program(spec, body, ["--o", "External/job001/", "--in_parts", "in.star"], supervise=False) == 1
+    def body(job):
+        engine(job.progress())
+
+    assert J.run_program(spec, body, ["--o", "External/job001/", "--in_parts", "in.star"]) == 1
     captured = capsys.readouterr()
     assert "denoising: 4/4 (100%)" in captured.out
     assert captured.err.strip().splitlines()[-1] == "genem-relion-fake: error: x.star: no particles"

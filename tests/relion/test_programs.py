@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from genem.io import read_star, write_mrc, write_star
-from genem_relion import denoise, job as J, simulate, translate
+from genem_relion import denoise, job as J, pick, simulate, translate
 from genem_relion.publish import coordinate_file_for
 
-PROGRAMS = {"simulate": simulate, "translate": translate, "denoise": denoise}
+PROGRAMS = {"simulate": simulate, "translate": translate, "denoise": denoise, "pick": pick}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,6 +23,7 @@ def project(tmp_path, monkeypatch):
         "\n# version 30001\n\ndata_pipeline_general\n\n_rlnPipeLineJobCounter 1\n\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GENEM_RELION_VERSION", raising=False)
+    monkeypatch.setenv(J.WORKER_ENV, "1")  # run_program runs the job in this process, as in its worker
     return tmp_path
 
 
@@ -45,15 +46,15 @@ def test_contract_program_declares_a_valid_spec(name):
         assert f"--{k}" in text
 
 
-@pytest.mark.parametrize("name", PROGRAMS)
+@pytest.mark.parametrize("name", [n for n in PROGRAMS if PROGRAMS[n].SPEC.required_inputs])
 def test_contract_missing_input_is_a_clean_failure(project, capsys, name):
     mod = PROGRAMS[name]
     argv = ["--o", "External/job009/", "--j", "1", "--pipeline_control", "External/job009/"]
-    if name == "translate":  # its required input is --in_mics
-        rc = J.run_program(mod.SPEC, mod.run, argv, supervise=False)
+    if name in ("translate", "pick"):  # their required input is --in_mics
+        rc = J.run_program(mod.SPEC, mod.run, argv)
         assert "needs --in_mics" in capsys.readouterr().err
     else:
-        rc = J.run_program(mod.SPEC, mod.run, argv, supervise=False)
+        rc = J.run_program(mod.SPEC, mod.run, argv)
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith(f"genem-relion-{name}: error: ") and ("--in_" in err or "model" in err), err
     assert rc == J.RC_FAILURE
@@ -65,8 +66,8 @@ def test_contract_missing_input_is_a_clean_failure(project, capsys, name):
 def test_contract_bad_parameter_value_is_a_clean_failure(project, capsys, name):
     mod = PROGRAMS[name]
     p = next(p for p in mod.SPEC.params if p.kind in ("int", "float"))
-    rc = J.run_program(mod.SPEC, mod.run, ["--o", "External/job003/", f"--{p.label}", "lots", "--unknown", "1"],
-                       supervise=False)
+    rc = J.run_program(mod.SPEC, mod.run,
+                       ["--o", "External/job003/", f"--{p.label}", "lots", "--unknown", "1"])
     assert rc == J.RC_FAILURE and exit_files("External/job003") == [J.EXIT_FAILURE]
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--{p.label}: expected a "
                                                                      f"{'whole number' if p.kind == 'int' else 'number'}"
@@ -102,11 +103,25 @@ def test_simulate_maps_parameters_onto_the_engine_config(project):
     assert cfg.structures[0].path == str((project / "ref.mrc").resolve())
 
 
+def test_simulate_without_a_structure_images_the_default_and_says_so(project, capsys):
+    """As `genem simulate` does: no --in_3dref and no model -> the built-in default structure, named in run.out."""
+    from genem.simulate.config import DEFAULT_STRUCTURE
+
+    cfg = simulate.build_config(_job(simulate.SPEC, ["--o", "External/job001/"]))
+    assert [s.path for s in cfg.structures] == [str(DEFAULT_STRUCTURE)]
+    rc = J.run_program(simulate.SPEC, simulate.run, [
+        "--o", "External/job001/", "--n_micrographs", "1", "--micrograph_size", "160", "--pixel_size", "4",
+        "--box", "32", "--particles", "3", "--noise_mode", "snr", "--snr", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and exit_files("External/job001") == [J.EXIT_SUCCESS]
+    assert f"built-in default structure {DEFAULT_STRUCTURE.name}" in out, out
+    assert (project / "External/job001/particles.star").is_file()
+
+
 @pytest.mark.parametrize("argv, problem", [
-    ([], "nothing to image"),
     (["--in_3dref", "ref.mrc", "--model", "m.pdb"], "not both"),
 ])
-def test_simulate_needs_exactly_one_structure(project, argv, problem):
+def test_simulate_takes_at_most_one_structure(project, argv, problem):
     write_mrc(project / "ref.mrc", np.zeros((32, 32, 32), np.float32), 2.5)
     (project / "m.pdb").write_text("")
     job = _job(simulate.SPEC, ["--o", "External/job001/", *argv])
@@ -128,8 +143,7 @@ def test_simulate_writes_relion_4_and_5_nodes_and_coordinate_tables(project, mon
     model = ROOT / "genem" / "data" / "default_structure.pdb"
     rc = J.run_program(simulate.SPEC, simulate.run, [
         "--o", "External/job001/", "--model", str(model), "--n_micrographs", "1", "--micrograph_size", "160",
-        "--pixel_size", "4", "--box", "32", "--particles", "3", "--noise_mode", "snr", "--snr", "1"],
-        supervise=False)
+        "--pixel_size", "4", "--box", "32", "--particles", "3", "--noise_mode", "snr", "--snr", "1"])
     assert rc == 0 and exit_files("External/job001") == [J.EXIT_SUCCESS]
     nodes = dict(J.read_output_nodes(project / "External/job001" / J.NODES_FILE))
     labels = J.NODE_KINDS
@@ -178,3 +192,77 @@ def test_docs_list_every_parameter_label(name):
         assert f"| `{p.label}` |" in section, p.label
     for k in PROGRAMS[name].SPEC.inputs:
         assert f"--{k}" in section
+
+
+# ------------------------------------------------------------------------------------------- pick mapping
+def _micrographs(project, n=2, size=192, pixel_A=4.0, seed=0):
+    """``Import/job001/micrographs.star``: ``n`` micrographs with dark disks of 20 px on noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    names = []
+    for k in range(n):
+        img = rng.normal(size=(size, size)).astype(np.float32)
+        for cx, cy in rng.uniform(30, size - 30, size=(6, 2)):
+            img -= 3.0 * (((xx - cx) ** 2 + (yy - cy) ** 2) < 100)
+        names.append(f"Import/job001/Micrographs/m{k}.mrc")
+        write_mrc(project / names[-1], img, pixel_A)
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [pixel_A]})
+    write_star(project / "Import/job001/micrographs.star", {"optics": optics, "micrographs": pd.DataFrame(
+        {"rlnMicrographName": names, "rlnOpticsGroup": [1] * n})})
+    return "Import/job001/micrographs.star", names
+
+
+@pytest.mark.parametrize("version", ["3.1", "4.0", "5.0"])
+def test_pick_writes_the_coordinates_node_of_each_relion_version(project, monkeypatch, capsys, version):
+    """3.1 runs under the real pipeliner (test_relion_pipeline.py); 4.0 / 5.0 are checked against the form
+    RELION's source gives (autopick.star, coordinate_files, LABEL_AUTOPICK_COORDS)."""
+    from genem.pick import read_coordinates_star
+
+    monkeypatch.setenv("GENEM_RELION_VERSION", version)
+    star, names = _micrographs(project)
+    rc = J.run_program(pick.SPEC, pick.run, ["--o", "External/job002/", "--in_mics", star, "--model", "dog",
+                                             "--diameter", "80"])
+    assert rc == 0 and exit_files("External/job002") == [J.EXIT_SUCCESS], capsys.readouterr().err
+    assert "picked micrographs: 2/2 (100%)" in capsys.readouterr().out
+    nodes = dict(J.read_output_nodes(project / "External/job002" / J.NODES_FILE))
+    col = J.RELION_VERSIONS.index(version)
+    if version == "3.1":
+        assert nodes == {"External/job002/coords_suffix_genem.star": "2"}
+        assert (project / "External/job002/coords_suffix_genem.star").read_text().strip() == star
+        files = [coordinate_file_for(n, Path("External/job002")) for n in names]
+    else:
+        assert nodes == {"External/job002/autopick.star": J.NODE_KINDS["picks"][col]}
+        assert J.NODE_KINDS["picks"][col].endswith(".star.relion.autopick")
+        table = read_star(project / "External/job002/autopick.star")["coordinate_files"]
+        assert list(table["rlnMicrographName"]) == names
+        files = list(table["rlnMicrographCoordinates"])
+    assert files == [f"External/job002/Micrographs/m{k}_genem.star" for k in range(2)]
+    for name, f in zip(names, files):  # the files RELION reads hold the engine's own picks
+        got, got_fom = read_coordinates_star(project / f)
+        engine = project / "External/job002/genem_picks/picks" / f"{Path(name).stem}.star"
+        want, want_fom = read_coordinates_star(engine)
+        assert len(got) > 0
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got_fom, want_fom)
+
+
+@pytest.mark.parametrize("case", ["unreadable", "missing", "no_model"])
+def test_pick_bad_input_is_one_error_line_naming_the_file(project, capsys, case):
+    star, names = _micrographs(project, n=1)
+    argv = ["--o", "External/job003/", "--in_mics", star, "--model", "dog", "--diameter", "80"]
+    if case == "unreadable":
+        (project / names[0]).write_text("not an image")
+        where = names[0]
+    elif case == "missing":
+        (project / names[0]).unlink()
+        where = star
+    else:
+        argv = argv[:4] + ["--model", "Pickers/none"]
+        where = "Pickers/none"
+    rc = J.run_program(pick.SPEC, pick.run, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == J.RC_FAILURE and exit_files("External/job003") == [J.EXIT_FAILURE]
+    assert err[-1].startswith(f"genem-relion-pick: error: {where}: "), err
+    assert "Traceback" not in "\n".join(err)
+    assert sorted(p.name for p in (project / "External/job003").iterdir()) == [J.EXIT_FAILURE]

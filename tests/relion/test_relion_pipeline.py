@@ -3,6 +3,7 @@ RELION's own programs (relion_reconstruct, an Extract job, relion_image_handler)
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -114,13 +115,18 @@ def test_relion_reconstruct_of_simulated_particles_matches_ground_truth(project,
     assert fsc_bad[4:9].mean() < fsc[4:9].mean() - 0.3
 
 
+def extract(project: RelionProject, mics_star: str, coords_node: str) -> tuple[str, pd.DataFrame]:
+    """A real Extract job (box BOX, inverted, normalised) on micrographs and a coordinates node; its particles."""
+    job = project.add_job("Extract", {
+        "star_mics": mics_star, "coords_suffix": coords_node, "extract_size": BOX, "do_invert": "Yes",
+        "do_norm": "Yes", "bg_diameter": -1, "nr_mpi": 1})
+    assert project.run(job) == "finished", (project.root / job / "run.err").read_text()
+    return job, read_star(project.root / job / "particles.star")["particles"]
+
+
 def test_extract_job_on_simulated_micrographs_and_coordinates_reconstructs(project, simulated):
     sim, _, _ = simulated
-    job = project.add_job("Extract", {
-        "star_mics": f"{sim}micrographs.star", "coords_suffix": f"{sim}coords_suffix_genem.star",
-        "extract_size": BOX, "do_invert": "Yes", "do_norm": "Yes", "bg_diameter": -1, "nr_mpi": 1})
-    assert project.run(job) == "finished", (project.root / job / "run.err").read_text()
-    extracted = read_star(project.root / job / "particles.star")["particles"]
+    job, extracted = extract(project, f"{sim}micrographs.star", f"{sim}coords_suffix_genem.star")
     truth_parts = read_star(project.root / sim / "particles.star")["particles"]
     assert len(extracted) == len(truth_parts)
     # Extract kept the poses and sub-pixel origins the coordinate files carry
@@ -176,7 +182,7 @@ def tiny_denoiser(project, simulated, tmp_path_factory):
     sim, _, _ = simulated
     model = train_denoiser([project.root / sim / "dataset"], tmp_path_factory.mktemp("model") / "model",
                            TrainConfig(steps=3, post_steps=0, batch_size=4, base_channels=8, checkpoint_every=3,
-                                       sample_steps=2), progress=False)
+                                       sample_steps=2))
     return Path(model).parent if Path(model).is_file() else Path(model)
 
 
@@ -242,6 +248,9 @@ def test_translate_job_gives_real_noise_to_a_simulation(project, simulated, shar
     before = project.snapshot()
     assert project.run(job, timeout=600) == "finished", (project.root / job / "run.err").read_text()
     assert set(project.output_nodes(job).values()) == {1, 2, 3, 6}
+    run_out = (project.root / job / "run.out").read_text()  # the engine's progress, through its callback
+    assert "training steps: 1/1 (100%)" in run_out, run_out
+    assert re.search(r"translated micrographs: (\d+)/\1 \(100%\)", run_out), run_out
     assert project.changed_outside(before, job) == []
     out = read_star(project.root / job / "particles.star")["particles"]
     src = read_star(project.root / sim / "particles.star")["particles"]
@@ -249,6 +258,72 @@ def test_translate_job_gives_real_noise_to_a_simulation(project, simulated, shar
     translated = read_mrc(project.root / job / "dataset" / "Micrographs" / "mic_000001.mrc")[0]
     clean = read_mrc(project.root / sim / "dataset" / "Micrographs" / "mic_000001.mrc")[0]
     assert translated.shape == clean.shape and not np.allclose(translated, clean / clean.std())
+    r = subprocess.run(["relion_image_handler", "--i", f"{job}particles.star", "--stats"], cwd=project.root,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------ picking
+PICK_DIAMETER_A = 150.0  # about the blob map's size (48 px at 4 A/px, blobs within 0.3 box of the centre)
+
+
+@pytest.fixture(scope="module")
+def picked(project, simulated):
+    """genem-relion-pick (the training-free DoG picker) on the simulation's micrographs STAR."""
+    sim, _, _ = simulated
+    exe = write_wrapper(project.bin, "genem_relion.pick")
+    job = project.add_external(exe, inputs={"in_mic": f"{sim}micrographs.star"},
+                               params={"model": "dog", "diameter": PICK_DIAMETER_A})
+    before = project.snapshot()
+    status = project.run(job)
+    return job, status, before
+
+
+def _picks_of(project, coords_dir: str, mics: pd.DataFrame) -> pd.DataFrame:
+    """Every coordinate file RELION 3.1's Extract reads for ``mics`` (its --coord_dir / --coord_suffix rule)."""
+    from genem_relion.publish import coordinate_file_for
+
+    rows = []
+    for name in mics["rlnMicrographName"]:
+        f = coordinate_file_for(name, Path(coords_dir))
+        table = next(iter(read_star(project.root / f).values()))
+        rows.append(table.assign(rlnMicrographName=name))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_pick_job_writes_coordinates_relion_reads_with_progress(project, simulated, picked):
+    sim, _, _ = simulated
+    job, status, before = picked
+    assert status == "finished", (project.root / job / "run.err").read_text()
+    assert sorted(f for f in J.EXIT_FILES if (project.root / job / f).exists()) == [J.EXIT_SUCCESS]
+    assert project.output_nodes(job) == {f"{job}coords_suffix_genem.star": 2}
+    assert project.changed_outside(before, job) == []
+    run_out = (project.root / job / "run.out").read_text()
+    assert "picked micrographs: 3/3 (100%)" in run_out, run_out  # the engine's progress, through its callback
+    mics = read_star(project.root / sim / "micrographs.star")["micrographs"]
+    picks = _picks_of(project, job, mics)
+    # the coordinates RELION reads are the engine's own picks, micrograph by micrograph
+    from genem.pick import read_coordinates_star
+
+    assert len(picks) > 0
+    for name, grp in picks.groupby("rlnMicrographName"):
+        xy, fom = read_coordinates_star(project.root / job / "genem_picks" / "picks" / f"{Path(name).stem}.star")
+        np.testing.assert_array_equal(grp[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(float), xy)
+        np.testing.assert_array_equal(grp["rlnAutopickFigureOfMerit"].to_numpy(float), fom)
+
+
+def test_extract_job_on_picked_coordinates_extracts_every_pick(project, simulated, picked):
+    sim, _, _ = simulated
+    pick, _, _ = picked
+    job, extracted = extract(project, f"{sim}micrographs.star", f"{pick}coords_suffix_genem.star")
+    picks = _picks_of(project, pick, read_star(project.root / sim / "micrographs.star")["micrographs"])
+    assert len(extracted) == len(picks) > 0
+    key = ["rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY"]
+    got = extracted[key].sort_values(key).reset_index(drop=True)
+    want = picks[key].sort_values(key).reset_index(drop=True)
+    assert list(got["rlnMicrographName"]) == list(want["rlnMicrographName"])
+    np.testing.assert_allclose(got[key[1:]].to_numpy(float), want[key[1:]].to_numpy(float), atol=1e-3)
+    # RELION's own image handler reads every extracted particle
     r = subprocess.run(["relion_image_handler", "--i", f"{job}particles.star", "--stats"], cwd=project.root,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -11,7 +11,8 @@ import torch
 from genem.io import read_star, write_mrc, write_star
 from genem.io.star import split_image_name
 from genem.io import GenemInputError
-from genem.restore.apply import denoise_micrograph, denoise_micrographs, denoise_particles, read_particle_set, tile_weights
+from genem.ops import blend_window_1d
+from genem.restore.apply import denoise_micrograph, denoise_micrographs, denoise_particles, read_particle_set
 from genem.restore.model import Denoiser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ def test_apply_star_keeps_rows_columns_and_is_order_independent(pair_dataset, ti
     star2 = tmp_path / "shuf" / "shuffled.star"
     write_star(star2, {"optics": inp["optics"], "particles": shuffled})
     out2 = denoise_particles(star2, tmp_path / "out2", Denoiser.load(tiny_model_dir), root=pair_dataset,
-                             batch_size=4, progress=False)
+                             batch_size=4)
     den2 = _images(out2, pair_dataset)
     assert np.allclose(den2, den[shuffled.index.to_numpy()], atol=1e-4)
 
@@ -64,7 +65,7 @@ def test_apply_mrcs_and_cs(pair_dataset, tiny_model_dir, tmp_path):
 
     model = Denoiser.load(tiny_model_dir)
     stack = pair_dataset / "Particles" / "mic_000001.mrcs"
-    out = denoise_particles(stack, tmp_path / "m", model, progress=False)
+    out = denoise_particles(stack, tmp_path / "m", model)
     with mrcfile.open(out) as m:
         assert m.data.shape == (10, 32, 32) and m.voxel_size.x == pytest.approx(4.0)
     # a cryoSPARC .cs naming the same stacks (blob/path relative to the "project" = dataset folder)
@@ -79,12 +80,12 @@ def test_apply_mrcs_and_cs(pair_dataset, tiny_model_dir, tmp_path):
     cs = tmp_path / "proj" / "J1" / "particles.cs"
     cs.parent.mkdir(parents=True)
     ds.save(str(cs))
-    out = denoise_particles(cs, tmp_path / "c", model, root=pair_dataset, progress=False)
+    out = denoise_particles(cs, tmp_path / "c", model, root=pair_dataset)
     got = Dataset.load(str(out))
     assert len(got) == n and np.array_equal(got["ctf/df1_A"], ds["ctf/df1_A"])
     paths = [p.decode() if isinstance(p, bytes) else p for p in got["blob/path"]]
     assert all((pair_dataset / p).exists() for p in paths)
-    ref = denoise_particles(pair_dataset / "particles.star", tmp_path / "s", model, progress=False)
+    ref = denoise_particles(pair_dataset / "particles.star", tmp_path / "s", model)
     a = _images(ref, pair_dataset)[:n]
     b = []
     for p, i in zip(paths, got["blob/idx"]):
@@ -96,7 +97,7 @@ def test_apply_mrcs_and_cs(pair_dataset, tiny_model_dir, tmp_path):
 def test_other_pixel_size_is_resampled(pair_dataset, tiny_model_dir, tmp_path):
     model = Denoiser.load(tiny_model_dir)
     out = denoise_particles(pair_dataset / "Particles" / "mic_000002.mrcs", tmp_path / "p", model,
-                            pixel_size_A=3.0, progress=False)
+                            pixel_size_A=3.0)
     with mrcfile.open(out) as m:
         assert m.data.shape == (10, 32, 32) and m.voxel_size.x == pytest.approx(3.0)
 
@@ -105,7 +106,7 @@ def _bad(tmp_path, rows, optics, model, root):
     star = tmp_path / "bad" / "bad.star"
     write_star(star, {"optics": optics, "particles": rows})
     with pytest.raises(GenemInputError) as e:
-        denoise_particles(star, tmp_path / "o", model, root=root, progress=False)
+        denoise_particles(star, tmp_path / "o", model, root=root)
     assert not (tmp_path / "o").exists() or not any(p.is_file() for p in (tmp_path / "o").rglob("*"))
     msg = str(e.value)
     assert "\n" not in msg
@@ -143,15 +144,14 @@ def test_bad_inputs_fail_cleanly(pair_dataset, tiny_model_dir, tmp_path, digest)
         Denoiser.load(tmp_path / "nomodel")
 
 
-def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir, tmp_path, monkeypatch):
+def _denoise_interrupted(star, out, model, monkeypatch):
+    """Run denoise_particles into ``out`` and stop it (KeyboardInterrupt) in the second stack (batches of 4, stacks
+    of 10)."""
     import genem.restore.apply as apply_mod
 
-    model = Denoiser.load(tiny_model_dir)
-    star = pair_dataset / "particles.star"
-    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4, progress=False)
     real, calls = apply_mod.denoise_batch, []
 
-    def interrupted(*a, **kw):  # dies in the second stack (batches of 4, stacks of 10)
+    def interrupted(*a, **kw):
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
@@ -159,19 +159,28 @@ def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir
 
     monkeypatch.setattr(apply_mod, "denoise_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        denoise_particles(star, tmp_path / "cut", model, batch_size=4, progress=False)
+        denoise_particles(star, out, model, batch_size=4)
     monkeypatch.setattr(apply_mod, "denoise_batch", real)
+
+
+def test_interrupted_run_resumes_to_the_same_result(pair_dataset, tiny_model_dir, tmp_path, monkeypatch):
+    import genem.restore.apply as apply_mod
+
+    model = Denoiser.load(tiny_model_dir)
+    star = pair_dataset / "particles.star"
+    whole = denoise_particles(star, tmp_path / "whole", model, batch_size=4)
+    _denoise_interrupted(star, tmp_path / "cut", model, monkeypatch)
     cut = tmp_path / "cut"
     # unfinished: a record, the first stack only, no metadata that would look finished
     assert (cut / apply_mod.UNFINISHED_RECORD).exists() and not (cut / "particles_denoised.star").exists()
     done = list((cut / "Denoised").rglob("*.mrcs"))
     assert [p.name for p in done] == ["mic_000001.mrcs"]
     with pytest.raises(GenemInputError, match="unfinished run"):
-        denoise_particles(star, cut, model, progress=False)
+        denoise_particles(star, cut, model)
     with pytest.raises(GenemInputError, match="other settings"):
-        denoise_particles(star, cut, model, progress=False, resume=True, seed=5)
+        denoise_particles(star, cut, model, resume=True, seed=5)
     first = done[0].stat().st_mtime_ns
-    out = denoise_particles(star, cut, model, batch_size=7, progress=False, resume=True)
+    out = denoise_particles(star, cut, model, batch_size=7, resume=True)
     assert done[0].stat().st_mtime_ns == first  # kept, not redone
     assert not (cut / apply_mod.UNFINISHED_RECORD).exists()
     assert np.allclose(_images(out, pair_dataset), _images(whole, pair_dataset), atol=1e-4)  # batch 7 vs 4
@@ -186,7 +195,8 @@ class _Identity:
 
 
 def test_micrograph_tiling_blends_exactly():
-    assert torch.allclose(tile_weights(8, 0), torch.ones(8, 8))
+    w = blend_window_1d(8, 0, 0, ramp="linear")
+    assert torch.allclose(torch.outer(w, w), torch.ones(8, 8, dtype=torch.float64))
     img = torch.randn(150, 203)
     out = denoise_micrograph(_Identity(), img, 2.0, tile=64, overlap=8)
     assert out.shape == img.shape and torch.allclose(out, img, atol=1e-4)
@@ -196,14 +206,13 @@ def test_micrographs_star_and_mrc(tmp_path, tiny_model_dir):
     model = Denoiser.load(tiny_model_dir)
     img = np.random.default_rng(0).normal(size=(100, 140)).astype(np.float32)
     write_mrc(tmp_path / "in" / "Micrographs" / "mic.mrc", img, 4.0)
-    out = denoise_micrographs(tmp_path / "in" / "Micrographs" / "mic.mrc", tmp_path / "out", model, tile=64,
-                              progress=False)
+    out = denoise_micrographs(tmp_path / "in" / "Micrographs" / "mic.mrc", tmp_path / "out", model, tile=64)
     with mrcfile.open(out) as m:
         assert m.data.shape == (100, 140)
     optics = pd.DataFrame([{"rlnOpticsGroup": 1, "rlnMicrographPixelSize": 3.0}])
     mics = pd.DataFrame([{"rlnMicrographName": "Micrographs/mic.mrc", "rlnOpticsGroup": 1, "rlnDefocusU": 1e4}])
     write_star(tmp_path / "in" / "mics.star", {"optics": optics, "micrographs": mics})
-    star = denoise_micrographs(tmp_path / "in" / "mics.star", tmp_path / "out2", model, tile=64, progress=False)
+    star = denoise_micrographs(tmp_path / "in" / "mics.star", tmp_path / "out2", model, tile=64)
     rows = read_star(star)["micrographs"]
     assert rows["rlnDefocusU"].iloc[0] == 1e4
     with mrcfile.open(tmp_path / "in" / rows["rlnMicrographName"].iloc[0]) as m:
@@ -216,3 +225,26 @@ def test_read_particle_set_resolves_relion_project_paths(shared_data):
     assert ps.box_px == 64 and len(ps.index_of_row) == 2374
     assert np.allclose(ps.pixel_size_A, 3.54)
     assert ps.root == (shared_data / "particles" / "betagal_tutorial").resolve()
+
+
+def test_resume_removes_stale_temporaries_and_gives_identical_bytes(pair_dataset, tiny_model_dir, tmp_path,
+                                                                    monkeypatch):
+    """A killed run leaves a temporary stack (SIGKILL skips the clean-up); --resume deletes it, and the resumed
+    stacks are byte for byte those of an uninterrupted run (no wall-clock time in the MRC headers)."""
+    import time
+
+    model = Denoiser.load(tiny_model_dir)
+    star = pair_dataset / "particles.star"
+    denoise_particles(star, tmp_path / "whole", model, batch_size=4)
+    time.sleep(1.1)  # a header that stamped the time would now differ
+    _denoise_interrupted(star, tmp_path / "cut", model, monkeypatch)
+    stale = next((tmp_path / "cut" / "Denoised").rglob("mic_000001.mrcs")).with_name("mic_000002.mrcs.tmp-k1ll3d.mrcs")
+    stale.write_bytes(b"\0" * 1024)
+    denoise_particles(star, tmp_path / "cut", model, batch_size=4, resume=True)
+    assert not stale.exists()
+    whole = sorted((tmp_path / "whole" / "Denoised").rglob("*.mrcs"))
+    cut = sorted((tmp_path / "cut" / "Denoised").rglob("*.mrcs"))
+    assert [p.name for p in cut] == [p.name for p in whole] == ["mic_000001.mrcs", "mic_000002.mrcs",
+                                                                "mic_000003.mrcs"]
+    for a, b in zip(whole, cut):
+        assert a.read_bytes() == b.read_bytes(), a.name

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from genem.metrics import psnr
+from genem.ops import normalize_background_pair_2d
 from genem.restore.baselines import best_gaussian_lowpass
 from genem.restore.model import DEFAULT_MODEL_DIR, Denoiser
-from genem.restore.normalize import normalize_pair
 from genem.restore.synthetic import blob_volume, make_pair_images
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.pt").exists(), reason="no default model shipped")
@@ -22,7 +22,7 @@ def _unseen_pairs(den, snr, seed):
     protein white as RELION's (no ice), RELION-normalised."""
     noisy, clean, _, _ = make_pair_images(5 * blob_volume(64, radius_frac=0.22, seed=77), den.pixel_size_A, 16,
                                           snr=snr, seed=seed, voltage_kV=200.0)
-    return normalize_pair(torch.from_numpy(noisy), torch.from_numpy(clean))
+    return normalize_background_pair_2d(torch.from_numpy(noisy), torch.from_numpy(clean))
 
 
 def test_default_model_denoises_unseen_particles():

@@ -38,7 +38,7 @@ def _held_out(data):
 @pytest.fixture(scope="module")
 def tiny_trained(train_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "m"
-    train_denoiser([train_data], out, TINY, progress=False)
+    train_denoiser([train_data], out, TINY)
     return out
 
 
@@ -69,7 +69,7 @@ def test_fine_tuning_starts_from_the_model_and_adapts_to_new_data(tiny_trained, 
     start = Denoiser.load(tiny_trained)
     # the architecture comes from the starting model, whatever the config says
     cfg = TINY.replace(steps=30, post_steps=20, base_channels=4, post_base_channels=8, lr=1e-3)
-    train_denoiser([other], tmp_path / "ft", cfg, progress=False, init=start)
+    train_denoiser([other], tmp_path / "ft", cfg, init=start)
     ft = Denoiser.load(tmp_path / "ft")
     assert ft.diffusion.config == start.diffusion.config and ft.postprocess.config == start.postprocess.config
     assert ft.target_scale == start.target_scale
@@ -77,33 +77,33 @@ def test_fine_tuning_starts_from_the_model_and_adapts_to_new_data(tiny_trained, 
     assert meta["started_from"]["weights_digest"] == start.weights_digest() == meta["train_config"]["init_digest"]
     # it learns the new data from where the start left off: on held-out particles of it, better than the start
     # and better than a run of the same length from scratch
-    train_denoiser([other], tmp_path / "scratch", cfg.replace(**architecture_of(start)), progress=False)
+    train_denoiser([other], tmp_path / "scratch", cfg.replace(**architecture_of(start)))
     p_ft, p_start, p_scratch = (_val_psnr(m, other) for m in (tmp_path / "ft", tiny_trained, tmp_path / "scratch"))
     print(f"fine-tuned {p_ft:.2f} dB, start {p_start:.2f} dB, same steps from scratch {p_scratch:.2f} dB")
     assert p_ft > p_start + 0.3 and p_ft > p_scratch + 0.3
     # a model made for another pixel size cannot be the start
     wrong = write_pair_dataset(tmp_path / "wrong", blob_volume(32, seed=5), 3.0, 20, snr=0.1, seed=6)
     with pytest.raises(GenemInputError, match="pixel size") as e:
-        train_denoiser([wrong], tmp_path / "ft2", cfg, progress=False, init=start)
+        train_denoiser([wrong], tmp_path / "ft2", cfg, init=start)
     assert "wrong" in str(e.value) and not (tmp_path / "ft2" / "model.pt").exists()
     # a resumed fine-tuning must start from the same model
     with pytest.raises(GenemInputError, match="settings"):
-        train_denoiser([other], tmp_path / "ft", cfg.replace(steps=40), progress=False, resume=True)
+        train_denoiser([other], tmp_path / "ft", cfg.replace(steps=40), resume=True)
 
 
 def test_resume_continues_exactly(train_data, tmp_path):
     # a run given more steps on resume: constant lr, so that it equals one run of the longer length
     cfg = TINY.replace(steps=30, post_steps=0, checkpoint_every=15, lr_decay="constant")
-    train_denoiser([train_data], tmp_path / "a", cfg.replace(steps=15), progress=False)
+    train_denoiser([train_data], tmp_path / "a", cfg.replace(steps=15))
     with pytest.raises(GenemInputError, match="resume|another"):
-        train_denoiser([train_data], tmp_path / "a", cfg, progress=False)
-    train_denoiser([train_data], tmp_path / "a", cfg, resume=True, progress=False)
-    train_denoiser([train_data], tmp_path / "b", cfg, progress=False)
+        train_denoiser([train_data], tmp_path / "a", cfg)
+    train_denoiser([train_data], tmp_path / "a", cfg, resume=True)
+    train_denoiser([train_data], tmp_path / "b", cfg)
     a, b = Denoiser.load(tmp_path / "a"), Denoiser.load(tmp_path / "b")
     for (k, va), vb in zip(a.diffusion.state_dict().items(), b.diffusion.state_dict().values()):
         assert torch.equal(va, vb), k
     with pytest.raises(GenemInputError, match="settings"):
-        train_denoiser([train_data], tmp_path / "a", cfg.replace(lr=0.1), resume=True, progress=False)
+        train_denoiser([train_data], tmp_path / "a", cfg.replace(lr=0.1), resume=True)
 
 
 def test_train_cli_and_bad_data(train_data, tmp_path):

@@ -43,6 +43,9 @@ def _run_plugin_tests(venv_python, tmp_path, *selection):
         env.pop(var, None)
     env.update(GENEM_PYTHON=sys.executable, GENEM_PYTHONPATH=str(ROOT), GENEM_SHARED_DATA=str(SHARED_DATA),
                GENEM_SCIPION_TEST_DIR=str(tmp_path))
+    # this checkout's plugin, also in the protocol steps Scipion runs in subprocesses (the venv may hold an
+    # editable install of another checkout); the engine's own environment drops it (Plugin.getEnviron)
+    env["PYTHONPATH"] = str(PLUGIN)
     cmd = [str(venv_python), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
            *selection]
     proc = subprocess.run(cmd, cwd=PLUGIN, env=env, capture_output=True, text=True, timeout=900)

@@ -7,10 +7,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from genem.physics import ctf_batch
-from genem.physics.constants import interaction_constant_rad_per_V_A
-from genem.physics.ctf import CTFParams, compute_ctf_2d
-from genem.physics.ctf_batch import compute_ctf_2d_batch
+from genem.physics.constants import interaction_constant_rad_per_V_A, wavelength_A
+from genem.physics.ctf import CTFParams, calculate_ctf_2d, compute_ctf_2d
 from genem.physics.projection import FourierProjector, phase_shift_rfft2
 from genem.physics.rotations import euler_to_matrix_relion, sample_uniform_euler_relion
 from genem.simulate.imaging import delocalisation_px, patch_sizes, render_particle_contrast
@@ -25,15 +23,55 @@ def _random_ctfs(rng, n):
                       defocus_spread_A=rng.uniform(0, 50)) for _ in range(n)]
 
 
+def _ctf_h_reference(p: CTFParams, shape, px: float) -> np.ndarray:
+    """RELION's ctf.h written out with theta = atan2(k_y, k_x), in float64 numpy, with the module's envelopes."""
+    ky = np.fft.fftfreq(shape[0], px)[:, None]
+    kx = np.fft.rfftfreq(shape[1], px)[None, :]
+    u2 = kx * kx + ky * ky
+    lam, cs_A, q0 = wavelength_A(p.voltage_kV), p.cs_mm * 1e7, p.amplitude_contrast
+    df = (-(p.defocus_u_A + p.defocus_v_A) / 2
+          - (p.defocus_u_A - p.defocus_v_A) / 2 * np.cos(2 * (np.arctan2(ky, kx) - np.radians(p.defocus_angle_deg))))
+    gamma = (np.pi * lam * df * u2 + np.pi / 2 * cs_A * lam ** 3 * u2 * u2 - np.radians(p.phase_shift_deg)
+             - np.arctan(q0 / np.sqrt(1 - q0 * q0)))
+    alpha = p.illumination_semiangle_mrad * 1e-3
+    grad = cs_A * lam ** 2 * u2 ** 1.5 + df * np.sqrt(u2)
+    env = (np.exp(-p.bfactor_A2 / 4 * u2) * np.exp(-(np.pi * alpha) ** 2 * grad ** 2)
+           * np.exp(-0.5 * (np.pi * lam * p.defocus_spread_A) ** 2 * u2 * u2))
+    return -np.sin(gamma) * env
+
+
 @pytest.mark.parametrize("shape,px", [((96, 96), 1.0), ((100, 130), 3.0)])
-def test_batched_ctf_equals_reference(shape, px, monkeypatch):
+def test_batched_ctf_equals_reference(shape, px):
     ps = _random_ctfs(np.random.default_rng(0), 5)
-    ref = compute_ctf_2d(ps, shape, px)
-    assert torch.allclose(compute_ctf_2d_batch(ps, shape, px), ref, atol=2e-5)
-    monkeypatch.setattr(ctf_batch, "_CACHE_MAX_PIXELS", 10)  # the element-wise path used for micrographs
-    assert torch.allclose(compute_ctf_2d_batch(ps[:2], shape, px), ref[:2], atol=2e-5)
-    tilted = [CTFParams(10000, 9000, 20, beam_tilt_x_mrad=0.3)]  # odd aberrations: complex, via the reference
-    assert torch.allclose(compute_ctf_2d_batch(tilted, shape, px), compute_ctf_2d(tilted, shape, px))
+    ref = torch.as_tensor(np.stack([_ctf_h_reference(p, shape, px) for p in ps]), dtype=torch.float32)
+    assert torch.allclose(compute_ctf_2d(ps, shape, px), ref, atol=2e-5)
+    assert torch.allclose(compute_ctf_2d(ps, shape, px, dtype=torch.float64).float(), ref, atol=1e-6)
+    # one image at a time (the micrograph case)
+    assert torch.allclose(torch.stack([compute_ctf_2d(p, shape, px) for p in ps[:2]]), ref[:2], atol=2e-5)
+    tilted = [CTFParams(10000, 9000, 20, beam_tilt_x_mrad=0.3)]  # odd aberrations: complex
+    c = compute_ctf_2d(tilted, shape, px)
+    assert c.is_complex()
+    # float32 against float64: the phase (~400 rad at the grid corner) is rounded to float32 (ulp 3e-5)
+    assert torch.allclose(c, compute_ctf_2d(tilted, shape, px, dtype=torch.float64).to(c.dtype), atol=1e-4)
+
+
+def test_ctf_tensor_parameters_broadcast_over_batch_dims():
+    """calculate_ctf_2d: parameters broadcast over leading batch dimensions; fftshift and full grids."""
+    df = torch.tensor([[12000.0, 15000.0, 20000.0], [9000.0, 11000.0, 30000.0]])
+    ang = torch.tensor([10.0, -40.0, 75.0])
+    ctf = calculate_ctf_2d(df, df - 500, ang, 300.0, 2.7, 0.07, 0.0, 30.0, 1.2, (40, 48))
+    assert ctf.shape == (2, 3, 40, 25)
+    for i in range(2):
+        for j in range(3):
+            p = CTFParams(float(df[i, j]), float(df[i, j]) - 500, float(ang[j]), amplitude_contrast=0.07,
+                          bfactor_A2=30.0)
+            one = compute_ctf_2d(p, (40, 48), 1.2)
+            assert torch.allclose(ctf[i, j], one, atol=1e-6)
+    full = calculate_ctf_2d(df, df - 500, ang, 300.0, 2.7, 0.07, 0.0, 30.0, 1.2, (40, 48), rfft=False)
+    shifted = calculate_ctf_2d(df, df - 500, ang, 300.0, 2.7, 0.07, 0.0, 30.0, 1.2, (40, 48), rfft=False, fftshift=True)
+    assert full.shape == (2, 3, 40, 48)
+    assert torch.allclose(full[..., :24], ctf[..., :24], atol=1e-6)  # column 24: +Nyquist in rfft, -Nyquist in fft
+    assert torch.allclose(shifted, torch.fft.fftshift(full, dim=(-2, -1)), atol=1e-6)
 
 
 def _smooth_volume(n, seed=0):

@@ -23,7 +23,7 @@ def _run_cli(*args, cwd=None):
 
 
 def test_dataset_layout_and_ground_truth(tmp_path):
-    root = run_simulation(SimulationConfig(**SMALL), tmp_path / "sim", progress=False)
+    root = run_simulation(SimulationConfig(**SMALL), tmp_path / "sim")
     ds = GenemDataset.open(root)
     mics, parts = ds.micrographs(), ds.particles()
     assert len(mics) == 3 and len(parts) == 18
@@ -58,11 +58,11 @@ def test_dataset_layout_and_ground_truth(tmp_path):
 
 def test_shards_reproduce_a_full_run_and_resume(tmp_path):
     cfg = SimulationConfig(**SMALL)
-    full = run_simulation(cfg, tmp_path / "full", progress=False)
+    full = run_simulation(cfg, tmp_path / "full")
     sh = tmp_path / "sharded"
-    run_simulation(cfg, sh, shard=(1, 2), progress=False)
+    run_simulation(cfg, sh, shard=(1, 2))
     assert not (sh / "manifest.json").exists()  # incomplete: no completion mark
-    run_simulation(cfg, sh, shard=(0, 2), progress=False)
+    run_simulation(cfg, sh, shard=(0, 2))
     for rel in ["micrographs.star", "particles.star", "Micrographs/mic_000002.mrc", "Particles/mic_000003.mrcs",
                 "Masks/mic_000001.mrc", "Coordinates/mic_000002_coords.star"]:
         assert filecmp.cmp(full / rel, sh / rel, shallow=False), rel
@@ -70,11 +70,11 @@ def test_shards_reproduce_a_full_run_and_resume(tmp_path):
     (sh / "Micrographs/mic_000002.mrc").unlink()
     (sh / ".parts/mic_000002.json").unlink()
     (sh / "manifest.json").unlink()
-    run_simulation(cfg, sh, progress=False)
+    run_simulation(cfg, sh)
     assert filecmp.cmp(full / "Micrographs/mic_000002.mrc", sh / "Micrographs/mic_000002.mrc", shallow=False)
     # other parameters into the same folder are refused
     with pytest.raises(Exception, match="other parameters"):
-        run_simulation(cfg.replace(seed=8), sh, progress=False)
+        run_simulation(cfg.replace(seed=8), sh)
 
 
 def test_snr_mode_hits_requested_snr():
@@ -92,7 +92,7 @@ def test_snr_mode_hits_requested_snr():
 
 def test_poisson_mode_background_is_dose(tmp_path):
     cfg = SimulationConfig(**{**SMALL, "n_micrographs": 1}, ice="none", dose_e_per_A2=30.0, noise_mode="poisson")
-    root = run_simulation(cfg, tmp_path / "p", progress=False)
+    root = run_simulation(cfg, tmp_path / "p")
     ds = GenemDataset.open(root)
     name = ds.micrographs()["rlnMicrographName"][0]
     noisy, mask = ds.read_micrograph(name), ds.read_micrograph(name, "mask")

@@ -130,7 +130,7 @@ def _simulate(tmp_path_factory, name, **kw):
     cfg = SimulationConfig(n_micrographs=8, micrograph_size_px=(512, 512), pixel_size_A=PIXEL_A, particle_box_px=64,
                            particles_per_micrograph=25, min_separation_A=200.0, noise_mode="none", ice="none",
                            seed=5, **kw)
-    return run_simulation(cfg, tmp_path_factory.mktemp(name) / "ds", progress=False)
+    return run_simulation(cfg, tmp_path_factory.mktemp(name) / "ds")
 
 
 def _reconstruct(root, ctf: bool) -> np.ndarray:

@@ -17,7 +17,7 @@ def make_simulation(root: Path) -> Path:
 
     cfg = SimulationConfig(n_micrographs=2, micrograph_size_px=(192, 192), pixel_size_A=2.0, particle_box_px=48,
                            particles_per_micrograph=6, noise_mode="snr", snr=0.1, seed=3)
-    return run_simulation(cfg, root, progress=False)
+    return run_simulation(cfg, root)
 
 
 def make_fake_real(folder: Path, n: int = 2, size: int = 800, pixel_size_A: float = 0.8, seed: int = 0):
@@ -63,4 +63,4 @@ def quick_model(tiny_sim, fake_real, tmp_path_factory):
                                grid_every=3, checkpoint_every=3, generator=GeneratorConfig(8, 2, 2),
                                discriminator=DiscriminatorConfig(8, 2))
     out = tmp_path_factory.mktemp("translate_quick") / "model"
-    return train_translator(cfg, tiny_sim, [str(p) for p in fake_real], out, progress=False)
+    return train_translator(cfg, tiny_sim, [str(p) for p in fake_real], out)

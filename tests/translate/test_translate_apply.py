@@ -9,7 +9,7 @@ from genem.simulate.extract import extract_boxes, normalise_like_relion
 from genem.translate.apply import apply_translator, translate_micrograph
 from genem.translate.networks import Generator, GeneratorConfig
 from genem.translate.tiling import translate_image_tiled
-from genem.translate.train import load_model
+from genem.translate import load_model
 
 
 def test_tiled_inference_equals_whole_image_pass():
@@ -31,7 +31,7 @@ def test_tiled_inference_equals_whole_image_pass():
 
 
 def test_apply_carries_annotations_exactly(quick_model, tiny_sim, tmp_path):
-    out = apply_translator(quick_model, tiny_sim, tmp_path / "translated", progress=False)
+    out = apply_translator(quick_model, tiny_sim, tmp_path / "translated")
     src, dst = GenemDataset.open(tiny_sim), GenemDataset.open(out)
     # coordinates, poses, CTF, image names: identical tables
     pd.testing.assert_frame_equal(src.particles(), dst.particles())
@@ -60,22 +60,22 @@ def test_apply_carries_annotations_exactly(quick_model, tiny_sim, tmp_path):
     assert man["config"] == src.manifest["config"]
     # the finished folder is not overwritten, and the input is refused as output
     with pytest.raises(GenemInputError, match="already holds a finished dataset"):
-        apply_translator(quick_model, tiny_sim, out, progress=False)
+        apply_translator(quick_model, tiny_sim, out)
     with pytest.raises(GenemInputError, match="must not be the simulated folder"):
-        apply_translator(quick_model, tiny_sim, tiny_sim / "inside", progress=False)
+        apply_translator(quick_model, tiny_sim, tiny_sim / "inside")
 
 
 def test_apply_resumes_after_interruption(quick_model, tiny_sim, tmp_path):
     out = tmp_path / "t"
-    full = apply_translator(quick_model, tiny_sim, tmp_path / "full", progress=False)
-    apply_translator(quick_model, tiny_sim, out, progress=False)
+    full = apply_translator(quick_model, tiny_sim, tmp_path / "full")
+    apply_translator(quick_model, tiny_sim, out)
     # simulate a crash after the first micrograph: drop the second one's record and the completion mark
     (out / "manifest.json").unlink()
     (out / ".parts" / "translate_mic_000002.json").unlink()
     (out / "Micrographs" / "mic_000002.mrc").unlink()
     with pytest.raises(GenemInputError):
         GenemDataset.open(out)  # not finished: no manifest
-    apply_translator(quick_model, tiny_sim, out, progress=False)
+    apply_translator(quick_model, tiny_sim, out)
     a = read_mrc(out / "Micrographs" / "mic_000002.mrc")[0]
     b = read_mrc(full / "Micrographs" / "mic_000002.mrc")[0]
     np.testing.assert_array_equal(a, b)

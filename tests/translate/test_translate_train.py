@@ -7,7 +7,7 @@ from genem.io import GenemInputError
 from genem.metrics.realism import raps_distance
 from genem.translate.data import load_simulated_set, prepare_real_micrograph, sample_tiles
 from genem.translate.networks import DiscriminatorConfig, Generator, GeneratorConfig
-from genem.translate.train import (TranslateTrainConfig, load_model, read_loss_log, train_translator)
+from genem.translate import TranslateTrainConfig, load_model, read_loss_log, train_translator
 
 TINY = TranslateTrainConfig(steps=200, tile_px=64, batch_size=4, nce_patches=64, nce_dim=64, lr=1e-3,
                             log_every=20, grid_every=100, checkpoint_every=100, seed=0,
@@ -32,7 +32,7 @@ def _translate(g, xs):
 @pytest.fixture(scope="module")
 def trained(tiny_sim, fake_real, tmp_path_factory):
     out = tmp_path_factory.mktemp("translate_model") / "model"
-    train_translator(TINY, tiny_sim, [str(p) for p in fake_real], out, progress=False)
+    train_translator(TINY, tiny_sim, [str(p) for p in fake_real], out)
     return out
 
 
@@ -69,12 +69,12 @@ def test_save_load_round_trip_identical(trained, tiny_sim, fake_real):
 def test_resume_continues_exactly(tiny_sim, fake_real, tmp_path):
     cfg = TINY.replace(steps=6, log_every=2, grid_every=6, checkpoint_every=3)
     real = [str(p) for p in fake_real]
-    train_translator(cfg, tiny_sim, real, tmp_path / "full", progress=False)
-    train_translator(cfg.replace(steps=3), tiny_sim, real, tmp_path / "split", progress=False)
+    train_translator(cfg, tiny_sim, real, tmp_path / "full")
+    train_translator(cfg.replace(steps=3), tiny_sim, real, tmp_path / "split")
     assert (tmp_path / "split" / "model.pt").exists()
     with pytest.raises(GenemInputError, match="--resume"):
-        train_translator(cfg, tiny_sim, real, tmp_path / "split", progress=False)
-    train_translator(cfg, tiny_sim, real, tmp_path / "split", progress=False, resume=True)
+        train_translator(cfg, tiny_sim, real, tmp_path / "split")
+    train_translator(cfg, tiny_sim, real, tmp_path / "split", resume=True)
     a, _ = load_model(tmp_path / "full")
     b, _ = load_model(tmp_path / "split")
     for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -91,6 +91,5 @@ def test_empty_masks_do_not_crash_training(tiny_sim, fake_real, tmp_path):
     shutil.copytree(tiny_sim, sim)
     for m in (sim / "Masks").glob("*.mrc"):
         write_mrc(m, np.zeros((192, 192)), 2.0, dtype=np.uint16)
-    train_translator(TINY.replace(steps=3, log_every=1), sim, [str(p) for p in fake_real], tmp_path / "m",
-                     progress=False)
+    train_translator(TINY.replace(steps=3, log_every=1), sim, [str(p) for p in fake_real], tmp_path / "m")
     assert [r["guided_fraction"] for r in read_loss_log(tmp_path / "m")] == [0.0, 0.0, 0.0]

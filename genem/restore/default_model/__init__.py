@@ -1,2 +1,2 @@
 """The default denoiser shipped with GenEM (model.pt, model.json, model_card.md); load with
-``genem.restore.model.Denoiser.load()``."""
+``genem.restore.Denoiser.load()``."""

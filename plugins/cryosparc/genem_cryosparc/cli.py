@@ -7,6 +7,8 @@ login``, never from this command line)::
     genem-cryosparc simulate  --project P3 --workspace W1 [--n-micrographs 10 ... any `genem simulate` option]
     genem-cryosparc denoise   --project P3 --workspace W1 --particles J12.particles --model M.pt
     genem-cryosparc translate --project P3 --workspace W1 --model G.pt --dataset SIM_DIR
+    genem-cryosparc pick      --project P3 --workspace W1 --micrographs J5.exposures --model PICKER_DIR
+                              (or --diameter-A 300 for the training-free DoG picker)
 
 Offline::
 
@@ -72,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine-args", nargs=argparse.REMAINDER, default=[],
                    help="further options for `genem translate apply` (last on the line)")
     p.set_defaults(func=_cmd_online, online="translate")
+
+    p = sub.add_parser("pick", help="pick connected micrographs; outputs particles with location and pick_stats")
+    _add_online_common(p)
+    p.add_argument("--micrographs", required=True, help="input as JOB.OUTPUT, e.g. J5.exposures")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--model", help="picker folder written by `genem pick train`")
+    g.add_argument("--diameter-A", type=float, help="particle diameter (A): the training-free DoG picker")
+    p.add_argument("--engine-args", nargs=argparse.REMAINDER, default=[],
+                   help="further options for `genem pick apply`, e.g. --threshold 0.4 (last on the line)")
+    p.set_defaults(func=_cmd_online, online="pick")
     return parser
 
 

@@ -22,10 +22,12 @@ import numpy as np
 from cryosparc.dataset import Dataset
 
 from genem.io import GenemInputError, atomic_path, read_particles_star, read_star, write_star, write_text_atomic
+from genem.io import dataset as L
 from genem.io.cs import blob_paths, merge_into, read_cs, write_cs
 from genem.io.cs_convert import (
     cs_dataset_to_star, micrograph_shapes_px, micrographs_star_to_cs_dataset, star_to_cs_dataset,
 )
+from genem.io.outputs import check_out_dir, claim_out_dir
 from genem.io.particles import image_files
 
 LINK_MODES = ("hardlink", "copy", "symlink")
@@ -35,11 +37,11 @@ def find_particles_star(src) -> Path:
     src = Path(src)
     if src.is_file() and src.suffix == ".star":
         return src
-    if (src / "particles.star").is_file():
-        return src / "particles.star"
+    if (src / L.PARTICLES_STAR).is_file():
+        return src / L.PARTICLES_STAR
     if not src.exists():
         raise GenemInputError(src, "not found")
-    raise GenemInputError(src, "no particles.star in this folder (give a GenEM dataset, denoise or translate output)")
+    raise GenemInputError(src, f"no {L.PARTICLES_STAR} in this folder (give a GenEM dataset, denoise or translate output)")
 
 
 def _place(src: Path, dst: Path, mode: str) -> None:
@@ -85,6 +87,10 @@ def _yaml_str(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
+EXPORT_COMMAND = "genem-cryosparc export"
+IMPORT_COMMAND = "genem-cryosparc import"
+
+
 def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, link: str = "hardlink",
                    include_micrographs: bool = True) -> dict:
     """Export ``src`` (folder with particles.star, or the STAR) to ``out_dir`` for Import Result Group.
@@ -98,13 +104,14 @@ def export_dataset(src, out_dir, *, name: str = "genem", passthrough_cs=None, li
     out = Path(out_dir)
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise GenemInputError(out, f"is inside the input folder {root}; choose an output folder outside it")
+    check_out_dir(out, EXPORT_COMMAND)
     optics, parts = read_particles_star(star)
     if len(parts) == 0:
         raise GenemInputError(star, "no particles to export")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_out_dir(out, EXPORT_COMMAND)
 
     files = sorted({_inside(root, f, star) for f in image_files(parts)})
-    mic_star = root / "micrographs.star"
+    mic_star = root / L.MICROGRAPHS_STAR
     mic_names: list[str] = []
     shapes = None
     if "rlnMicrographName" in parts.columns:
@@ -171,6 +178,7 @@ def import_particles(cs_path, out_dir, *, project_dir=None) -> Path:
     out = Path(out_dir)
     if out.resolve() == cs_path.parent.resolve():
         raise GenemInputError(out, "choose an output folder other than the input's folder")
+    check_out_dir(out, IMPORT_COMMAND, markers=("input.cs",))
     paths = blob_paths(dset) if "blob/path" in dset.fields() else []
     for p in sorted(set(paths)):
         full = (cs_path.parent / p[1:]) if p.startswith(">") else (Path(p) if os.path.isabs(p) else base / p)
@@ -182,7 +190,7 @@ def import_particles(cs_path, out_dir, *, project_dir=None) -> Path:
         raise GenemInputError(cs_path, "mixes '>'-relative and project-relative paths")
     root = cs_path.parent if gt.any() else base
     optics, parts = cs_dataset_to_star(dset, project_root=root, star_root=out, source=str(cs_path))
-    out.mkdir(parents=True, exist_ok=True)
+    claim_out_dir(out, IMPORT_COMMAND, markers=("input.cs",))
     write_cs(out / "input.cs", dset)
-    write_star(out / "particles.star", {"optics": optics, "particles": parts})
-    return out / "particles.star"
+    write_star(out / L.PARTICLES_STAR, {"optics": optics, "particles": parts})
+    return out / L.PARTICLES_STAR

@@ -1,6 +1,8 @@
-"""RELION adapter for GenEM: three External-job programs (simulate, translate, denoise).
+"""RELION adapter for GenEM: four External-job programs (simulate, translate, denoise, pick).
 
 The programs hold no numerics: each maps RELION's inputs and parameters onto the engine's API and the
-engine's results onto RELION pipeline nodes. ``genem_relion.job`` implements RELION's External-job contract
-(arguments, exit files, abort, progress, output nodes in the running RELION's format) once for all three.
+engine's results onto RELION pipeline nodes. RELION's External-job contract is implemented once for all four,
+in modules by concern (``contract``, ``arguments``, ``nodes``, ``lifecycle``, ``supervisor``; ``genem_relion.job``
+gathers their names): arguments, exit files, abort, progress lines in run.out, output nodes in the running
+RELION's format.
 """

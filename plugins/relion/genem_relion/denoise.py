@@ -12,7 +12,9 @@ from pathlib import Path
 
 from genem.io import GenemInputError
 
-from .job import Param, ProgramSpec, RelionJob, run_program
+from .arguments import Param, ProgramSpec
+from .lifecycle import RelionJob
+from .supervisor import run_program
 
 SPEC = ProgramSpec(
     name="genem-relion-denoise",
@@ -56,17 +58,15 @@ def run(job: RelionJob) -> None:
         raise GenemInputError(prm.model, "denoiser model not found (paths are relative to the project directory)")
     model = Denoiser.load(prm.model, device=job.device)
     kw = dict(steps=prm.steps, n_samples=prm.samples, postprocess=prm.postprocess, seed=prm.seed,
-              root=Path.cwd(), pixel_size_A=prm.pixel_size, progress=True)
+              root=Path.cwd(), pixel_size_A=prm.pixel_size, progress=job.progress())
     out_dir = job.out_dir
     if parts is not None:
         job.log(f"denoising the particles of {parts} on {job.device}")
-        with job.progress_from_tqdm("particles"):
-            out = denoise_particles(parts, out_dir, model, batch_size=prm.batch_size, **kw)
+        out = denoise_particles(parts, out_dir, model, batch_size=prm.batch_size, **kw)
         kind = "particles"
     else:
         job.log(f"denoising the micrographs of {mics} on {job.device}")
-        with job.progress_from_tqdm("micrographs"):
-            out = denoise_micrographs(mics, out_dir, model, tile=prm.tile, **kw)
+        out = denoise_micrographs(mics, out_dir, model, tile=prm.tile, **kw)
         kind = "micrographs"
     job.add_node(Path(out), kind)
     job.log(f"wrote {out}")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from genem.io import GenemDataset, write_star
+from genem.io import dataset as L
 from genem.io.atomic import write_text_atomic
 from genem.io.star import join_image_name, split_image_name
 
@@ -56,29 +57,29 @@ def publish_dataset(job, dataset_dir, *, kinds=("micrographs", "coordinates", "p
     prefix = Path(dataset_dir).as_posix()
     nodes: dict[str, list[str]] = {}
 
-    mic_blocks = _read(ds.root / "micrographs.star")
+    mic_blocks = _read(ds.root / L.MICROGRAPHS_STAR)
     mics = mic_blocks["micrographs"].copy()
     mics["rlnMicrographName"] = [reroot_path(prefix, n) for n in mics["rlnMicrographName"]]
     if "micrographs" in kinds:
-        p = job.path("micrographs.star")
+        p = job.path(L.MICROGRAPHS_STAR)
         write_star(p, {"optics": mic_blocks["optics"], "micrographs": mics})
         job.add_node(p, "micrographs")
         nodes["micrographs"] = [str(p)]
 
-    part_blocks = _read(ds.root / "particles.star")
+    part_blocks = _read(ds.root / L.PARTICLES_STAR)
     parts = part_blocks["particles"].copy()
-    for col in ("rlnImageName", "rlnGenemCleanImageName"):
+    for col in ("rlnImageName", L.CLEAN_IMAGE_COLUMN):
         if col in parts.columns:
             parts[col] = [reroot_image_name(prefix, n) for n in parts[col]]
     parts["rlnMicrographName"] = [reroot_path(prefix, n) for n in parts["rlnMicrographName"]]
     if "particles" in kinds:
-        p = job.path("particles.star")
+        p = job.path(L.PARTICLES_STAR)
         write_star(p, {"optics": part_blocks["optics"], "particles": parts})
         job.add_node(p, "particles")
         nodes["particles"] = [str(p)]
 
     if "coordinates" in kinds:
-        nodes["coordinates"] = [str(write_coordinates(job, mics, parts, micrographs_star=job.path("micrographs.star")))]
+        nodes["coordinates"] = [str(write_coordinates(job, mics, parts, micrographs_star=job.path(L.MICROGRAPHS_STAR)))]
 
     if "map" in kinds:
         nodes["map"] = []
@@ -89,9 +90,13 @@ def publish_dataset(job, dataset_dir, *, kinds=("micrographs", "coordinates", "p
     return nodes
 
 
-def write_coordinates(job, mics: pd.DataFrame, parts: pd.DataFrame, *, micrographs_star) -> Path:
+def write_coordinates(job, mics: pd.DataFrame, parts: pd.DataFrame, *, micrographs_star, kind: str = "coordinates",
+                      list_name: str = "coordinates.star") -> Path:
     """Per-micrograph coordinate STARs where RELION looks for them, plus the coordinates node file in the
-    running RELION's form. ``mics`` / ``parts`` carry project-relative micrograph names."""
+    running RELION's form: ``coords_suffix_genem.star`` (3.1: it holds the micrographs STAR's name; Extract gets
+    ``--coord_dir <job>/ --coord_suffix _genem.star``) or ``list_name`` (4.0 / 5.0: block ``coordinate_files`` with
+    rlnMicrographName, rlnMicrographCoordinates; Extract gets ``--coord_list``). ``mics`` / ``parts`` carry
+    project-relative micrograph names."""
     cols = [c for c in COORDINATE_COLUMNS if c in parts.columns]
     files = []
     for name in mics["rlnMicrographName"]:
@@ -105,10 +110,10 @@ def write_coordinates(job, mics: pd.DataFrame, parts: pd.DataFrame, *, micrograp
         node = job.path(f"coords_suffix_{COORDS_SUFFIX}.star")
         write_text_atomic(node, f"{Path(micrographs_star).as_posix()}\n")
     else:
-        node = job.path("coordinates.star")
+        node = job.path(list_name)
         table = pd.DataFrame({"rlnMicrographName": list(mics["rlnMicrographName"]), "rlnMicrographCoordinates": files})
         write_star(node, {"coordinate_files": table})
-    job.add_node(node, "coordinates")
+    job.add_node(node, kind)
     return node
 
 

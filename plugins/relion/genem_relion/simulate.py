@@ -1,6 +1,7 @@
 """``genem-relion-simulate``: a RELION External job that simulates annotated micrographs with GenEM.
 
-Input (Input tab): ``--in_3dref`` a density map, or the parameter ``model`` (an atomic model .pdb/.cif).
+Input (Input tab): ``--in_3dref`` a density map, or the parameter ``model`` (an atomic model .pdb/.cif); with
+neither (and no structures in ``config``), GenEM's built-in default structure, as ``genem simulate`` does.
 Outputs (nodes): ``micrographs.star`` (micrographs with CTF), coordinates (ground-truth centres for Extract),
 ``particles.star`` (extracted particles with exact poses, origins and CTF) and the ground-truth map.
 The engine's dataset folder is kept whole in ``External/jobNNN/dataset/``.
@@ -13,7 +14,9 @@ from pathlib import Path
 
 from genem.io import GenemInputError
 
-from .job import Param, ProgramSpec, RelionJob, run_program
+from .arguments import Param, ProgramSpec
+from .lifecycle import RelionJob
+from .supervisor import run_program
 from .publish import publish_dataset
 
 DATASET_FOLDER = "dataset"
@@ -39,7 +42,8 @@ SPEC = ProgramSpec(
     description="Simulate cryo-EM micrographs of a map or atomic model with exact ground truth (GenEM): "
                 "micrographs with CTF, particle coordinates, extracted particles with poses, and the "
                 "ground-truth map, as RELION nodes.",
-    inputs={"in_3dref": "density map to image (MRC); or give an atomic model as the parameter model"},
+    inputs={"in_3dref": "density map to image (MRC); or give an atomic model as the parameter model; with "
+                        "neither, GenEM's built-in default structure"},
     params=(
         Param("model", "file", None, "atomic model (.pdb/.cif) to image instead of --in_3dref"),
         Param("map_pixel_size", "float", None, "pixel size (A) of an input map whose header has none", minimum=0),
@@ -48,8 +52,8 @@ SPEC = ProgramSpec(
         Param("micrograph_size", "int", None, "micrograph width = height in pixels (default 1024)", minimum=32),
         Param("pixel_size", "float", None, "pixel size of the simulation in A (default: the input map's, "
                                            "else 1.5)", minimum=0),
-        Param("box", "int", None, "particle box in pixels, even (default 128)", minimum=16),
-        Param("particles", "int", None, "particles per micrograph (default 40)", minimum=0),
+        Param("box", "int", None, "particle box in pixels, even (default 1.75x the structure's diameter)", minimum=16),
+        Param("particles", "int", None, "particles per micrograph (default 40, fewer when they do not fit)", minimum=0),
         Param("defocus", "range", None, "defocus in A (underfocus positive), one value or low,high drawn per "
                                         "micrograph (default 8000,25000)", minimum=0),
         Param("noise_mode", "choice", None, "poisson (dose and shot noise), snr (Gaussian at a target SNR) or "
@@ -80,9 +84,6 @@ def build_config(job: RelionJob):
     if ref is not None and prm.model is not None:
         raise GenemInputError("inputs", "give either --in_3dref (a map) or the parameter model (an atomic model), "
                                         "not both")
-    if ref is None and prm.model is None and "structures" not in base:
-        raise GenemInputError("inputs", "nothing to image: give --in_3dref (a map, Input tab) or the parameter "
-                                        "model (an atomic model .pdb/.cif)")
     if ref is not None:
         base["structures"] = [StructureSpec(path=str(Path(ref).resolve()), map_pixel_size_A=prm.map_pixel_size)]
         if prm.pixel_size is None and "pixel_size_A" not in base:
@@ -105,15 +106,18 @@ def build_config(job: RelionJob):
 def run(job: RelionJob) -> None:
     from genem.simulate import run_simulation
 
+    from genem.simulate.config import DEFAULT_STRUCTURE
+
     cfg = build_config(job)
     out = job.path(DATASET_FOLDER)
+    if [s.path for s in cfg.structures] == [str(DEFAULT_STRUCTURE)]:
+        job.log(f"no structure given (--in_3dref or the parameter model): imaging GenEM's built-in default "
+                f"structure {DEFAULT_STRUCTURE.name}, as 'genem simulate' does")
     job.log(f"simulating {cfg.n_micrographs} micrograph(s) of {cfg.micrograph_size_px[0]}x{cfg.micrograph_size_px[1]} "
-            f"px at {cfg.pixel_size_A:g} A/px, ~{cfg.particles_per_micrograph} particles each, box "
-            f"{cfg.particle_box_px}, noise {cfg.noise_mode}, seed {cfg.seed}, on {job.device}")
-    parts = out / ".parts"
-    with job.watch_progress(lambda: len(list(parts.glob("mic_*.json"))), cfg.n_micrographs, "micrographs"):
-        run_simulation(cfg, out, device=job.device, progress=False,
-                       command_line=[SPEC.name, *sys.argv[1:]])
+            f"px at {cfg.pixel_size_A:g} A/px, ~{cfg.particles_per_micrograph or 'auto'} particles each, box "
+            f"{cfg.particle_box_px or 'auto'}, noise {cfg.noise_mode}, seed {cfg.seed}, on {job.device}")
+    run_simulation(cfg, out, device=job.device, progress=job.progress("micrographs"),
+                   command_line=[SPEC.name, *sys.argv[1:]], log=job.log)
     job.check_abort()
     nodes = publish_dataset(job, out)
     job.log(f"wrote {nodes['particles'][0]} and {nodes['micrographs'][0]}; ground truth {', '.join(nodes['map'])}")

@@ -14,9 +14,12 @@ import sys
 from pathlib import Path
 
 from genem.io import GenemInputError, read_star
+from genem.io.dataset import MICROGRAPHS_STAR, is_dataset_folder
 from genem.io.star import MICROGRAPH_PIXEL_SIZE_COLUMNS, star_pixel_sizes_A
 
-from .job import Param, ProgramSpec, RelionJob, run_program
+from .arguments import Param, ProgramSpec
+from .lifecycle import RelionJob
+from .supervisor import run_program
 from .publish import publish_dataset
 from .simulate import DATASET_FOLDER
 
@@ -56,7 +59,7 @@ def simulated_dataset(job: RelionJob) -> Path:
     if prm.simulated is not None:
         p = Path(prm.simulated)
         for candidate in (p / DATASET_FOLDER, p):
-            if (candidate / "manifest.json").is_file() and (candidate / "micrographs.star").is_file():
+            if is_dataset_folder(candidate):
                 return candidate
         raise GenemInputError(p, "not a finished genem-relion-simulate job folder or GenEM dataset "
                                  "(no dataset/manifest.json)")
@@ -70,9 +73,8 @@ def simulated_dataset(job: RelionJob) -> Path:
         d["structures"] = [StructureSpec(path=str(Path(job.input("in_3dref")).resolve()))]
     cfg = SimulationConfig.from_dict(d)
     out = job.path(SIMULATED_FOLDER)
-    with job.watch_progress(lambda: len(list((out / ".parts").glob("mic_*.json"))), cfg.n_micrographs,
-                            "simulated micrographs"):
-        run_simulation(cfg, out, device=job.device, progress=False, command_line=[SPEC.name, *sys.argv[1:]])
+    run_simulation(cfg, out, device=job.device, progress=job.progress("simulated micrographs"),
+                   command_line=[SPEC.name, *sys.argv[1:]])
     return out
 
 
@@ -96,7 +98,7 @@ def real_micrographs(job: RelionJob) -> tuple[list[str], float | None]:
 
 def run(job: RelionJob) -> None:
     from genem.translate.apply import apply_translator
-    from genem.translate.train import MODEL_FILE, TranslateTrainConfig, read_loss_log, train_translator
+    from genem.translate.train import MODEL_FILE, TranslateTrainConfig, train_translator
 
     prm = job.params
     real, real_px = real_micrographs(job)
@@ -113,21 +115,14 @@ def run(job: RelionJob) -> None:
         resume = (model / "config.json").exists()
         job.log(f"training the translator on {len(real)} real micrograph(s) and {sim}: {prm.steps} steps"
                 + (" (resuming)" if resume else ""))
-
-        def step():
-            log = read_loss_log(model)
-            return int(log[-1]["step"]) if log else 0
-
-        with job.watch_progress(step, prm.steps, "training steps", poll_s=2.0):
-            train_translator(cfg, sim, real, model, device=job.device, resume=resume, progress=False,
-                             command=[SPEC.name, *sys.argv[1:]])
+        train_translator(cfg, sim, real, model, device=job.device, resume=resume,
+                         progress=job.progress("training steps"), command=[SPEC.name, *sys.argv[1:]])
     job.check_abort()
     out = job.path(DATASET_FOLDER)
-    n_mics = len(read_star(sim / "micrographs.star")["micrographs"])
+    n_mics = len(read_star(sim / MICROGRAPHS_STAR)["micrographs"])
     job.log(f"translating {n_mics} simulated micrograph(s) with {model}")
-    with job.watch_progress(lambda: len(list((out / ".parts").glob("translate_*.json"))), n_mics,
-                            "translated micrographs"):
-        apply_translator(model, sim, out, device=job.device, progress=False, command=[SPEC.name, *sys.argv[1:]])
+    apply_translator(model, sim, out, device=job.device, progress=job.progress("translated micrographs"),
+                     command=[SPEC.name, *sys.argv[1:]])
     job.check_abort()
     nodes = publish_dataset(job, out)
     job.log(f"wrote {nodes['particles'][0]} and {nodes['micrographs'][0]}")

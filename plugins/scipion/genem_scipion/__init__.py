@@ -13,8 +13,8 @@ import pwem
 import pyworkflow as pw
 import pyworkflow.utils as pwutils
 
-from .constants import (DEFAULT_HOME, GENEM_ENV_ACTIVATION, GENEM_HOME, GENEM_PIP_SPEC, GENEM_PYTHON,
-                        GENEM_PYTHONPATH, GENEM_TORCH_SPEC, GENEM_VERSION, INSTALLED_FLAG)
+from .constants import (DEFAULT_HOME, ENGINE_PROGRESS, GENEM_ENV_ACTIVATION, GENEM_HOME, GENEM_PIP_SPEC,
+                        GENEM_PYTHON, GENEM_PYTHONPATH, GENEM_TORCH_SPEC, GENEM_VERSION, INSTALLED_FLAG)
 
 __version__ = GENEM_VERSION
 _references = ["Zhang2023CryoGEM", "Zhang2024Restoration"]
@@ -87,12 +87,14 @@ class Plugin(pwem.Plugin):
 
     @classmethod
     def runGenem(cls, protocol, command, args, cwd=None):
-        """Run ``python -m genem <command> <args...>`` in the engine's environment from a protocol step.
+        """Run ``python -m genem <command> <args...> --progress lines`` in the engine's environment from a
+        protocol step: the engine's progress lines land in the protocol's log.
 
         On failure, raise an error carrying the engine's own one-line message (``genem: error: ...``)."""
         import subprocess
         try:
-            protocol.runJob(cls.getEngineProgram(), ["-m", "genem", command] + [str(a) for a in args],
+            protocol.runJob(cls.getEngineProgram(),
+                            ["-m", "genem", command] + [str(a) for a in args] + list(ENGINE_PROGRESS),
                             env=cls.getEnviron(), cwd=cwd, numberOfThreads=1, numberOfMpi=1)
         except subprocess.CalledProcessError as e:
             message = _engine_error_message(protocol)

@@ -11,6 +11,7 @@ GENEM_PIP_SPEC = "GENEM_PIP_SPEC"              # what defineBinaries pip-install
 GENEM_TORCH_SPEC = "GENEM_TORCH_SPEC"          # the torch requirement installed first (pick a CUDA build here)
 
 DEFAULT_HOME = "genem-%s" % GENEM_VERSION      # relative to EM_ROOT
+ENGINE_PROGRESS = ("--progress", "lines")      # the engine writes progress as plain lines into the protocol log
 INSTALLED_FLAG = "genem_installed"
 
 # Engine dataset layout (see genem.io.dataset)

@@ -8,11 +8,13 @@ Conventions (checked in ../shared/PLATFORMS.md and by this plugin's tests):
   shifts in pixels.
 * CTF: Scipion's ``CTFModel`` defocusU/V (A) and defocusAngle (degrees) are RELION's rlnDefocusU/V/Angle unchanged;
   rlnPhaseShift (degrees) = phaseShift.
-* Coordinates: rlnCoordinateX/Y (0-based column, row of the particle centre) = Scipion Coordinate x, y.
+* Coordinates: rlnCoordinateX/Y (0-based column, row of the particle centre) = Scipion Coordinate x, y (whole
+  pixels: Scipion stores integers); rlnAutopickFigureOfMerit = the extra attribute ``_rlnAutopickFigureOfMerit``.
 * Image names: ``000003@path.mrcs`` (1-based) = Scipion location ``(3, path.mrcs)``.
 
 This module has no torch and no engine import: it runs in Scipion's environment.
 """
+import json
 import math
 import os
 from collections import OrderedDict
@@ -404,3 +406,51 @@ def particles_to_star(partSet, star_path, id_column="rlnGenemScipionId"):
             raise ValueError("particle %s lacks %s; the set is not uniform" % (r[id_column], ", ".join(missing)))
     write_star(star_path, OrderedDict([("optics", [optics]), ("particles", rows)]))
     return len(rows)
+
+
+# ----------------------------------------------------------------------------------------------------- picking
+PICK_BOX_FACTOR = 1.5  # coordinates' box = this x the particle diameter, rounded up to an even number of pixels
+
+
+def micrographs_to_star(micSet, star_path):
+    """A micrographs STAR (absolute paths, the set's sampling rate); returns ``{rlnMicrographName: Micrograph}``."""
+    mics = OrderedDict((os.path.abspath(strip_scipion_suffix(m.getFileName())), m.clone())
+                       for m in micSet.iterItems(orderBy="id"))
+    optics = [{"rlnOpticsGroupName": "opticsGroup1", "rlnOpticsGroup": 1,
+               "rlnMicrographPixelSize": float(micSet.getSamplingRate())}]
+    write_star(star_path, {"optics": optics,
+                           "micrographs": [{"rlnMicrographName": n, "rlnOpticsGroup": 1} for n in mics]})
+    return mics
+
+
+def pick_box_px(diameter_A, pixel_A):
+    return 2 * int(math.ceil(PICK_BOX_FACTOR * float(diameter_A) / float(pixel_A) / 2.0))
+
+
+def coordinates_from_picks(picks_dir, coordSet, mics_by_name):
+    """Fill a SetOfCoordinates from a ``genem pick apply`` folder (``picks.json``: the micrographs and the particle
+    diameter; ``picks/<stem>.star``: rlnCoordinateX/Y, rlnAutopickFigureOfMerit); box: :func:`pick_box_px`."""
+    from pwem.objects import Coordinate
+    from pyworkflow.object import Float
+    summary_path = os.path.join(picks_dir, "picks.json")
+    if not os.path.exists(summary_path):
+        raise StarError(picks_dir, "the engine finished but wrote no picks.json")
+    summary = json.load(open(summary_path))
+    pixel = float(summary["micrographs"][0]["pixel_size_A"]) if summary["micrographs"] else 1.0
+    coordSet.setBoxSize(pick_box_px(summary["particle_diameter_A"], pixel))
+    n = 0
+    for m in summary["micrographs"]:
+        mic = mics_by_name.get(m["name"])
+        if mic is None:
+            raise StarError(summary_path, "picks of unknown micrograph %s" % m["name"])
+        star = os.path.join(picks_dir, "picks", m["stem"] + ".star")
+        for row in read_star_block(star, "", required=("rlnCoordinateX", "rlnCoordinateY")) if m["n_picks"] else []:
+            n += 1
+            coord = Coordinate()
+            coord.setObjId(n)
+            coord.setMicrograph(mic)
+            coord.setPosition(int(round(float(row["rlnCoordinateX"]))), int(round(float(row["rlnCoordinateY"]))))
+            coord._rlnAutopickFigureOfMerit = Float(float(row.get("rlnAutopickFigureOfMerit", 0.0)))
+            coordSet.append(coord)
+    coordSet.write()
+    return n

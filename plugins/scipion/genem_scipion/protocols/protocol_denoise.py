@@ -56,7 +56,7 @@ class ProtGenemDenoise(ProtGenemBase):
 
     def denoiseStep(self):
         args = ["apply", "--particles", self._inputStar(), "--out", self._outDir(), "--seed", self.seed.get(),
-                "--device", self._device(), "--no-progress"]
+                "--device", self._device()]
         if self.modelFile.get():
             args += ["--model", os.path.abspath(self.modelFile.get())]
         if self.steps.get():

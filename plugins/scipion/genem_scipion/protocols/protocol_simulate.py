@@ -71,8 +71,7 @@ class ProtGenemSimulate(ProtGenemBase):
                 "--cs-mm", self.cs.get(),
                 "--amplitude-contrast", self.ampContrast.get(),
                 "--noise-mode", NOISE_MODES[self.noiseMode.get()],
-                "--seed", self.seed.get(),
-                "--no-progress"]
+                "--seed", self.seed.get()]
         if self.noiseMode.get() == 0:
             args += ["--dose", self.dose.get()]
         elif self.noiseMode.get() == 1:

@@ -64,13 +64,12 @@ class ProtGenemTranslate(ProtGenemBase):
                                     "--real-pixel-size-A", self.inputMicrographs.get().getSamplingRate(),
                                     "--steps", self.trainSteps.get(), "--tile-px", self.tileSize.get(),
                                     "--batch-size", self.batchSize.get(),
-                                    "--seed", self.seed.get(), "--device", self._device(), "--quiet",
+                                    "--seed", self.seed.get(), "--device", self._device(),
                                     "--real"] + self._realFiles())
 
     def applyStep(self):
         self.runGenem("translate", ["apply", "--model", self._modelDir(), "--simulated", self._simDir(),
-                                    "--out", os.path.abspath(self._datasetDir()), "--device", self._device(),
-                                    "--quiet"])
+                                    "--out", os.path.abspath(self._datasetDir()), "--device", self._device()])
 
     def createOutputStep(self):
         self._createDatasetOutputs(self._datasetDir(), sources=[self.inputMicrographs])

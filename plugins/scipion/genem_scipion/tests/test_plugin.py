@@ -11,7 +11,7 @@ def test_plugin_is_registered_with_protocols_menu_and_citations():
     import genem_scipion
     from genem_scipion import protocols
     assert "genem_scipion" in pwem.Domain.getPlugins()
-    for name in ("ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise"):
+    for name in ("ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise", "ProtGenemPick"):
         assert pwem.Domain.findClass(name) is getattr(protocols, name)
     conf = configparser.ConfigParser()
     conf.optionxform = str
@@ -23,7 +23,7 @@ def test_plugin_is_registered_with_protocols_menu_and_citations():
             if n.get("tag") == "protocol":
                 yield n["value"]
             yield from names(n.get("children", []))
-    assert set(names(menu)) == {"ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise"}
+    assert set(names(menu)) == {"ProtGenemSimulate", "ProtGenemTranslate", "ProtGenemDenoise", "ProtGenemPick"}
     bib = pwem.Domain.getPlugin("genem_scipion")._bibtex
     assert "2312.02235" in bib["Zhang2023CryoGEM"]["journal"]
     assert "2401.01097" in bib["Zhang2024Restoration"]["journal"]

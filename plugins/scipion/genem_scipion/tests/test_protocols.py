@@ -56,6 +56,8 @@ def test_simulate_outputs(simulation):
     summary, methods = " ".join(prot.summary()), " ".join(prot.methods())
     assert "%d particles" % n in summary and "2 micrographs" in summary, summary
     assert "GenEM" in methods and "%d particles" % n in methods, methods
+    logs = "".join(open(f, errors="replace").read() for f in prot.getLogPaths()[:2] if os.path.exists(f))
+    assert "simulate: %d/%d mic (100%%)" % (N_MICS, N_MICS) in logs, logs[-2000:]  # engine progress in the log
 
     # every value against the engine's own STAR files
     dataset = prot._getExtraPath("dataset")
@@ -287,3 +289,65 @@ def test_translate_outputs(project, plugin, simulation, shared_data, tmp_path):
     for a, b in zip(simulation.outputMicrographs.iterItems(orderBy="id"),
                     prot.outputMicrographs.iterItems(orderBy="id")):
         assert a.getMicName() == b.getMicName() and os.path.abspath(a.getFileName()) != os.path.abspath(b.getFileName())
+
+
+# ------------------------------------------------------------------------------------------------ picking
+PICK_DIAMETER_A = 120.0
+
+
+def _snapshot(folder):
+    return {p: os.stat(os.path.join(folder, p)).st_mtime_ns for p in os.listdir(folder)}
+
+
+def test_pick_coordinates_are_the_engines_picks(project, plugin, simulation):
+    """The DoG picker on the simulated micrographs: the SetOfCoordinates read back equals the engine's own picks
+    (whole pixels, as Scipion stores them) on the right micrographs; the box follows the diameter; the input
+    micrographs' folder is untouched; the engine's progress reaches the log."""
+    from genem_scipion import convert
+    from genem_scipion.protocols import ProtGenemPick
+    if not plugin.engineHasCommand("pick", "apply"):
+        pytest.skip("the GenEM engine has no 'pick apply' command")
+    mics = simulation.outputMicrographs
+    mic_dir = os.path.dirname(os.path.abspath(mics.getFirstItem().getFileName()))
+    before = _snapshot(mic_dir)
+    prot = project.newProtocol(ProtGenemPick, objLabel="pick", diameter=PICK_DIAMETER_A, threshold=0.0)
+    prot.inputMicrographs.set(simulation)
+    prot.inputMicrographs.setExtended("outputMicrographs")
+    prot = _launch(project, prot)
+    assert prot.isFinished(), prot.getErrorMessage()
+    coords = prot.outputCoordinates
+    assert coords.getBoxSize() == convert.pick_box_px(PICK_DIAMETER_A, PIXEL_A) == 60
+    summary = json.load(open(prot._getExtraPath("picks", "picks.json")))
+    ids = {os.path.abspath(convert.strip_scipion_suffix(m.getFileName())): m.getObjId()
+           for m in mics.iterItems(orderBy="id")}
+    want = []
+    for m in summary["micrographs"]:
+        rows = convert.read_star_block(prot._getExtraPath("picks", "picks", m["stem"] + ".star"), "") \
+            if m["n_picks"] else []
+        want += [(ids[m["name"]], int(round(r["rlnCoordinateX"])), int(round(r["rlnCoordinateY"])),
+                  round(r["rlnAutopickFigureOfMerit"], 4)) for r in rows]
+    got = [(c.getMicId(), c.getX(), c.getY(), round(c._rlnAutopickFigureOfMerit.get(), 4))
+           for c in coords.iterItems(orderBy="id")]
+    assert len(got) > 0 and sorted(got) == sorted(want)
+    assert _snapshot(mic_dir) == before
+    logs = "".join(open(f, errors="replace").read() for f in prot.getLogPaths()[:2] if os.path.exists(f))
+    assert "pick: %d/%d mic (100%%)" % (N_MICS, N_MICS) in logs, logs[-2000:]
+    assert "particles picked on %d micrographs" % N_MICS in " ".join(prot.summary())
+
+
+def test_pick_with_a_folder_that_is_no_picker_fails_naming_it(project, plugin, simulation, tmp_path):
+    from genem_scipion.protocols import ProtGenemPick
+    if not plugin.engineHasCommand("pick", "apply"):
+        pytest.skip("the GenEM engine has no 'pick apply' command")
+    not_a_picker = tmp_path / "not_a_picker"
+    not_a_picker.mkdir()
+    prot = project.newProtocol(ProtGenemPick, objLabel="bad picker", modelDir=str(not_a_picker))
+    prot.inputMicrographs.set(simulation)
+    prot.inputMicrographs.setExtended("outputMicrographs")
+    assert prot.validate() == []  # the folder exists: only the engine can tell
+    prot = _launch(project, prot)
+    assert prot.isFailed()
+    msg = prot.getErrorMessage()
+    assert "not_a_picker" in msg and "not a picker model folder" in msg, msg
+    assert not hasattr(prot, "outputCoordinates")
+    assert os.listdir(str(not_a_picker)) == []

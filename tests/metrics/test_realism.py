@@ -33,3 +33,17 @@ def test_distances_separate_distributions(tmp_path):
     assert rep["synthetic"]["blurred"]["raps_distance_log10"] > rep["synthetic"]["same"]["raps_distance_log10"]
     plot_raps(tmp_path / "s.png", a, {"same": b, "blurred": c}, pixel_size_A=1.0)
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_realism_reports_progress():
+    """``genem evaluate realism`` shows progress: each classifier epoch of each set reaches the callback, and the
+    command has the one --progress flag."""
+    from genem.cli.main import build_parser
+
+    a, b, _ = _sets()
+    events = []
+    evaluate_realism(a[:40], {"same": b[:40]}, c2st_epochs=3, progress=events.append)
+    assert [(e.task, e.done, e.total) for e in events] == [("c2st same", k, 3) for k in range(4)]
+    args = build_parser().parse_args(["evaluate", "realism", "--real", "r", "--synthetic", "s", "--out", "o.json",
+                                      "--progress", "none"])
+    assert args.progress == "none"
