@@ -175,7 +175,7 @@ def sim_args(geo: dict, structure: str, map_px: float, n: int, seed: int) -> lis
             "--micrograph-size", 1024 // SIM_BIN, "--pixel-size-A", px,
             "--box", 2 * int(np.ceil(0.6 * geo["diameter_A"] / px)), "--particles", round(geo["count_mean"]),
             "--particles-sd", f"{geo['count_sd']:.2f}", "--min-separation-A", f"{geo['min_separation_A']:.1f}",
-            "--seed", seed, "--no-progress"]
+            "--seed", seed, "--progress", "none"]
 
 
 def calibrate_map(run: Runner, work: Path, geo: dict, structure: str) -> dict:
@@ -226,7 +226,7 @@ def evaluate(run: Runner, picks: Path, truth: Path, report: Path) -> dict:
 
 def pick(run: Runner, model_args: list, images: Path, out: Path) -> Path:
     run.genem("pick", "apply", *model_args, "--micrographs", images, "--pixel-size-A", REAL_PX_A, "--threshold", 0,
-              "--out", out, "--no-progress", done=out / "picks.json", tag="pick apply")
+              "--out", out, "--progress", "none", done=out / "picks.json", tag="pick apply")
     return out
 
 
@@ -240,7 +240,7 @@ def valid_scores(run: Runner, model_args: list, valid_dir: Path, folder: Path) -
 def train(run: Runner, out: Path, data_args: list, geo: dict, steps: int, seed: int) -> Path:
     run.genem("pick", "train", *data_args, "--out", out, "--steps", steps, "--seed", seed,
               "--diameter-A", f"{geo['diameter_A']:.2f}", "--pixel-size-A", f"{geo['diameter_A'] / 16:.3f}",
-              "--no-progress", done=out / "picker.json", tag="pick train")
+              "--progress", "none", done=out / "picker.json", tag="pick train")
     return out
 
 
@@ -323,13 +323,13 @@ def main(argv=None) -> int:
     tmodel = work / f"translator_{base}"
     reals = sorted((train_dir / "images").glob("*.png")) + sorted((valid_dir / "images").glob("*.png"))
     run.genem("translate", "train", "--simulated", sims[base, 0], "--real", *reals, "--real-pixel-size-A",
-              REAL_PX_A, "--out", tmodel, "--steps", budget["translate_steps"], "--quiet",
+              REAL_PX_A, "--out", tmodel, "--steps", budget["translate_steps"], "--progress", "none",
               done=tmodel / "model.pt", tag="translate train")
     models["translated"], models["translated_finetuned_real"], models["real"] = {}, {}, {}
     for s in seeds:
         tsim = work / f"sim_translated_{base}_seed{s}"
-        run.genem("translate", "apply", "--model", tmodel, "--simulated", sims[base, s], "--out", tsim, "--quiet",
-                  done=tsim / "manifest.json", tag="translate apply")
+        run.genem("translate", "apply", "--model", tmodel, "--simulated", sims[base, s], "--out", tsim,
+                  "--progress", "none", done=tsim / "manifest.json", tag="translate apply")
         m = train(run, work / f"model_translated_{base}_seed{s}", ["--data", tsim], geo, steps, s)
         models["translated"][s] = ["--model", m]
         models["real"][s] = ["--model", train(run, work / f"model_real_seed{s}", real_args, geo, steps, s)]
@@ -341,7 +341,8 @@ def main(argv=None) -> int:
     realism = out / "realism.json"  # diagnosis only: held-out strips of the train+valid micrographs vs seed 0's sets
     run.genem("evaluate", "realism", "--real", *sorted((tmodel / "heldout").glob("*.mrc")),
               *[f"--synthetic={arm}={sims[arm, 0]}" for arm in ("gaussian", "physics")],
-              f"--synthetic=translated={work / f'sim_translated_{base}_seed0'}", "--out", realism, done=realism, tag="realism")
+              f"--synthetic=translated={work / f'sim_translated_{base}_seed0'}", "--out", realism,
+              done=realism, tag="realism")
 
     results = score_test(run, models, test_dir, out, work)
     skipped = {"topaz": topaz_reason()}
@@ -417,7 +418,8 @@ def markdown(summary: dict, report: dict) -> str:
         lines.append(f"| {arm} | skipped: {why} | | | |")
     for arm, r in report.get("realism", {}).items():
         lines.append(f"\nrealism of {arm} against held-out real strips (train+valid): C2ST accuracy "
-                     f"{r['c2st_accuracy']:.3f} (0.5 = indistinguishable), RAPS distance {r['raps_distance_log10']:.3f}")
+                     f"{r['c2st_accuracy']:.3f} (0.5 = indistinguishable), "
+                     f"RAPS distance {r['raps_distance_log10']:.3f}")
     lines.append(f"\ntranslated from: {report.get('translated_from')} (valid AUPRC {report.get('valid_auprc')}); "
                  f"total {report['seconds']['total'] / 60:.1f} min; targets {report['targets']}")
     return "\n".join(lines) + "\n"
