@@ -31,7 +31,8 @@ read only to score the final picks.
 Simulations run at twice the real pixel size (10.72 A/px, 512^2 = the real field of view); the picker works at
 diameter / 16 (~19 A/px). A seed changes the simulations (seed 1000 + seed) and the pickers; the translator is
 trained once, on seed 0's simulation. Every step goes through the ``genem`` command line (DIR/commands.sh); a
-re-run into the same DIR skips finished steps (adding seeds reuses seed 0), so change code or data in a new DIR.
+re-run into the same DIR skips the steps whose output was made by the same command (DIR/steps.json; adding
+seeds reuses seed 0, a changed choice of the translated arm trains its own translator).
 """
 from __future__ import annotations
 
@@ -77,16 +78,23 @@ class Runner:
         self.times: dict[str, float] = {}
 
     def genem(self, *args, done: Path | None = None, tag: str = "") -> None:
+        """Run ``genem ARGS``, unless ``done`` exists and was made by this very command (DIR/steps.json)."""
         cmd = [sys.executable, "-m", "genem", *map(str, args)]
+        line = " ".join(["genem", *map(str, args)])
         with open(self.out / "commands.sh", "a") as f:
-            f.write(" ".join(["genem", *map(str, args)]) + "\n")
-        if done is not None and done.exists():
+            f.write(line + "\n")
+        steps_file = self.out / "steps.json"
+        steps = json.loads(steps_file.read_text()) if steps_file.is_file() else {}
+        if done is not None and done.exists() and steps.get(str(done)) == line:
             return
         t0 = time.time()
         r = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
         if r.returncode:
             sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
         self.times[tag or args[0]] = self.times.get(tag or args[0], 0.0) + time.time() - t0
+        if done is not None:
+            steps[str(done)] = line
+            steps_file.write_text(json.dumps(steps, indent=0))
 
 
 # ---------------------------------------------------------------- estimation on train + valid only
@@ -167,7 +175,7 @@ def sim_args(geo: dict, structure: str, map_px: float, n: int, seed: int) -> lis
             "--micrograph-size", 1024 // SIM_BIN, "--pixel-size-A", px,
             "--box", 2 * int(np.ceil(0.6 * geo["diameter_A"] / px)), "--particles", round(geo["count_mean"]),
             "--particles-sd", f"{geo['count_sd']:.2f}", "--min-separation-A", f"{geo['min_separation_A']:.1f}",
-            "--seed", seed, "--no-progress"]
+            "--seed", seed, "--progress", "none"]
 
 
 def calibrate_map(run: Runner, work: Path, geo: dict, structure: str) -> dict:
@@ -209,13 +217,16 @@ def gaussian_flags(img: dict) -> list:
 
 # ---------------------------------------------------------------- pickers and scoring
 def evaluate(run: Runner, picks: Path, truth: Path, report: Path) -> dict:
+    made = picks / "picks.json"
+    if report.exists() and made.exists() and report.stat().st_mtime < made.stat().st_mtime:
+        report.unlink()  # the picks are newer than their score
     run.genem("evaluate", "picking", "--picks", picks, "--truth", truth, "--out", report, done=report, tag="evaluate")
     return json.loads(report.read_text())
 
 
 def pick(run: Runner, model_args: list, images: Path, out: Path) -> Path:
     run.genem("pick", "apply", *model_args, "--micrographs", images, "--pixel-size-A", REAL_PX_A, "--threshold", 0,
-              "--out", out, "--no-progress", done=out / "picks.json", tag="pick apply")
+              "--out", out, "--progress", "none", done=out / "picks.json", tag="pick apply")
     return out
 
 
@@ -229,7 +240,7 @@ def valid_scores(run: Runner, model_args: list, valid_dir: Path, folder: Path) -
 def train(run: Runner, out: Path, data_args: list, geo: dict, steps: int, seed: int) -> Path:
     run.genem("pick", "train", *data_args, "--out", out, "--steps", steps, "--seed", seed,
               "--diameter-A", f"{geo['diameter_A']:.2f}", "--pixel-size-A", f"{geo['diameter_A'] / 16:.3f}",
-              "--no-progress", done=out / "picker.json", tag="pick train")
+              "--progress", "none", done=out / "picker.json", tag="pick train")
     return out
 
 
@@ -309,28 +320,29 @@ def main(argv=None) -> int:
     log(f"valid AUPRC {valid_auprc}: translating {base}")
 
     # (d) translator on the unlabelled train+valid micrographs, applied to every seed's simulation of the base arm
-    tmodel = work / "translator"
+    tmodel = work / f"translator_{base}"
     reals = sorted((train_dir / "images").glob("*.png")) + sorted((valid_dir / "images").glob("*.png"))
     run.genem("translate", "train", "--simulated", sims[base, 0], "--real", *reals, "--real-pixel-size-A",
-              REAL_PX_A, "--out", tmodel, "--steps", budget["translate_steps"], "--quiet",
+              REAL_PX_A, "--out", tmodel, "--steps", budget["translate_steps"], "--progress", "none",
               done=tmodel / "model.pt", tag="translate train")
     models["translated"], models["translated_finetuned_real"], models["real"] = {}, {}, {}
     for s in seeds:
-        tsim = work / f"sim_translated_seed{s}"
-        run.genem("translate", "apply", "--model", tmodel, "--simulated", sims[base, s], "--out", tsim, "--quiet",
-                  done=tsim / "manifest.json", tag="translate apply")
-        m = train(run, work / f"model_translated_seed{s}", ["--data", tsim], geo, steps, s)
+        tsim = work / f"sim_translated_{base}_seed{s}"
+        run.genem("translate", "apply", "--model", tmodel, "--simulated", sims[base, s], "--out", tsim,
+                  "--progress", "none", done=tsim / "manifest.json", tag="translate apply")
+        m = train(run, work / f"model_translated_{base}_seed{s}", ["--data", tsim], geo, steps, s)
         models["translated"][s] = ["--model", m]
         models["real"][s] = ["--model", train(run, work / f"model_real_seed{s}", real_args, geo, steps, s)]
         models["translated_finetuned_real"][s] = ["--model", train(
-            run, work / f"model_translated_finetuned_real_seed{s}", [*real_args, "--init", m], geo, steps, s)]
+            run, work / f"model_translated_finetuned_real_{base}_seed{s}", [*real_args, "--init", m], geo, steps, s)]
     log("translated, real, fine-tuned: trained")
     valid = {arm: [valid_scores(run, models[arm][s], valid_dir, work / f"valid_{arm}_seed{s}") for s in seeds]
              for arm in ("gaussian", "physics", "translated", "real", "translated_finetuned_real")}
     realism = out / "realism.json"  # diagnosis only: held-out strips of the train+valid micrographs vs seed 0's sets
     run.genem("evaluate", "realism", "--real", *sorted((tmodel / "heldout").glob("*.mrc")),
               *[f"--synthetic={arm}={sims[arm, 0]}" for arm in ("gaussian", "physics")],
-              f"--synthetic=translated={work / 'sim_translated_seed0'}", "--out", realism, done=realism, tag="realism")
+              f"--synthetic=translated={work / f'sim_translated_{base}_seed0'}", "--out", realism,
+              done=realism, tag="realism")
 
     results = score_test(run, models, test_dir, out, work)
     skipped = {"topaz": topaz_reason()}
@@ -406,7 +418,8 @@ def markdown(summary: dict, report: dict) -> str:
         lines.append(f"| {arm} | skipped: {why} | | | |")
     for arm, r in report.get("realism", {}).items():
         lines.append(f"\nrealism of {arm} against held-out real strips (train+valid): C2ST accuracy "
-                     f"{r['c2st_accuracy']:.3f} (0.5 = indistinguishable), RAPS distance {r['raps_distance_log10']:.3f}")
+                     f"{r['c2st_accuracy']:.3f} (0.5 = indistinguishable), "
+                     f"RAPS distance {r['raps_distance_log10']:.3f}")
     lines.append(f"\ntranslated from: {report.get('translated_from')} (valid AUPRC {report.get('valid_auprc')}); "
                  f"total {report['seconds']['total'] / 60:.1f} min; targets {report['targets']}")
     return "\n".join(lines) + "\n"

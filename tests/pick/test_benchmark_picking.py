@@ -64,6 +64,8 @@ def test_plumbing_on_a_fake_dataset(tmp_path, one_torch_thread):
     results = b.score_test(run, models, data / "test", out, out / "work")
     assert sorted(p.name for p in (out / "dog" / "picks").iterdir()) == ["030_10028.star", "031_10028.star"]
     assert results["dog"][0]["auprc"] > 0.5
+    again = b.Runner(out, threads=1)  # a re-run skips the steps made by the same commands
+    assert b.score_test(again, models, data / "test", out, out / "work") == results and again.times == {}
     # the report with every arm present (here all the DoG's numbers): mean over seeds, targets, table, figure
     fake = {arm: [dict(results["dog"][0], seed=s, auprc=results["dog"][0]["auprc"] - 0.01 * s) for s in range(2)]
             for arm in ("gaussian", "translated", "real", "translated_finetuned_real")}
@@ -74,7 +76,7 @@ def test_plumbing_on_a_fake_dataset(tmp_path, one_torch_thread):
     assert saved["summary"]["dog"]["auprc"][1] is None and report["targets"]["finetuned_beats_real"] is False
     assert "| translated | 2 |" in (out / "report.md").read_text()
     assert (out / "picking_10028.png").stat().st_size > 0
-    assert (out / "commands.sh").read_text().count("genem ") == 2
+    assert (out / "commands.sh").read_text().count("genem ") == 4
 
 
 def test_label_measurement_on_the_real_masks(shared_data):
