@@ -42,9 +42,14 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 def report(progress: ProgressCallback | None, task: str, done: int, total: int | None, unit: str = "it",
            **info) -> None:
-    """Send one event to ``progress`` (nothing when it is ``None``)."""
-    if progress is not None:
-        progress(ProgressEvent(task, int(done), None if total is None else int(total), unit, dict(info)))
+    """Send one event to ``progress`` (nothing when it is ``None``; ``False``, the switch of earlier versions, is
+    taken as ``None``)."""
+    if progress is None or progress is False:
+        return
+    if not callable(progress):
+        raise TypeError(f"progress must be a callable taking a ProgressEvent (e.g. genem.progress.TqdmProgress()) "
+                        f"or None, not {progress!r}")
+    progress(ProgressEvent(task, int(done), None if total is None else int(total), unit, dict(info)))
 
 
 def format_event(ev: ProgressEvent, elapsed_s: float | None = None, left_s: float | None = None) -> str:

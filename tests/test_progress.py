@@ -51,3 +51,15 @@ def test_one_progress_flag_with_old_spellings(argv, mode):
     else:
         assert isinstance(cb, TqdmProgress)
     assert "--no-progress" not in p.format_help() and "--progress" in p.format_help()
+
+
+def test_report_takes_none_or_false_as_silence_and_refuses_other_non_callables():
+    from genem.progress import report
+
+    report(None, "t", 1, 2)
+    report(False, "t", 1, 2)  # the boolean switch of earlier versions
+    with pytest.raises(TypeError, match="callable"):
+        report(True, "t", 1, 2)
+    seen = []
+    report(seen.append, "t", 1, 2, "mic", loss=0.5)
+    assert seen[0].task == "t" and seen[0].done == 1 and seen[0].total == 2 and seen[0].info == {"loss": 0.5}
