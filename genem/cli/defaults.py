@@ -35,6 +35,18 @@ def config_help(cls, field: str, text: str = "") -> str:
     return with_default(text, config_default(cls, field), unit_of(field))
 
 
+def add_config_flags(parser, cls, options) -> None:
+    """Add ``options`` (``(flag, config field, type, help)`` rows) to ``parser``, each defaulting to ``None`` so that
+    ``cls``'s default applies, with that default and its unit in the help; :func:`given_fields` collects them."""
+    for flag, field, typ, text in options:
+        parser.add_argument(flag, dest=field, type=typ, default=None, help=config_help(cls, field, text))
+
+
+def given_fields(args, options) -> dict:
+    """The config fields of ``options`` (see :func:`add_config_flags`) whose flags were given."""
+    return given(args, *(field for _, field, _, _ in options))
+
+
 def keyword_help(fn, name: str, text: str = "", unit: str | None = None) -> str:
     """Help for a flag passed to ``fn`` as keyword ``name``: ``text`` and ``fn``'s default."""
     return with_default(text, inspect.signature(fn).parameters[name].default, unit_of(name) if unit is None else unit)

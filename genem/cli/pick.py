@@ -10,7 +10,7 @@ import sys
 
 from genem.io.errors import GenemInputError
 
-from .defaults import config_help
+from .defaults import add_config_flags, given_fields
 from .progress import add_progress_flag, progress_from_args
 
 # (flag, PickTrainConfig field, type, help); flags default to None so the config's defaults apply
@@ -47,8 +47,7 @@ def add_parser(sub):
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     from genem.pick import PickTrainConfig
 
-    for flag, dest, typ, help_ in TRAIN_OPTIONS:
-        t.add_argument(flag, dest=dest, type=typ, default=None, help=config_help(PickTrainConfig, dest, help_))
+    add_config_flags(t, PickTrainConfig, TRAIN_OPTIONS)
     add_progress_flag(t)
     t.set_defaults(func=run_train)
 
@@ -72,8 +71,7 @@ def add_parser(sub):
 def run_train(args) -> int:
     from genem.pick import PickTrainConfig, train_picker
 
-    cfg = PickTrainConfig(**{dest: getattr(args, dest) for _, dest, _, _ in TRAIN_OPTIONS
-                             if getattr(args, dest) is not None})
+    cfg = PickTrainConfig(**given_fields(args, TRAIN_OPTIONS))
     out = train_picker(args.data, args.out, cfg, real_labels=args.real_labels,
                        real_micrographs=args.real_micrographs, init=args.init, resume=args.resume,
                        device=args.device, progress=progress_from_args(args))

@@ -8,7 +8,7 @@ from pathlib import Path
 from genem.io.dataset import DatasetWriter
 from genem.io.errors import GenemInputError
 
-from .defaults import config_help
+from .defaults import add_config_flags, given_fields
 from .progress import add_progress_flag, progress_from_args
 
 
@@ -91,8 +91,7 @@ def add_parser(sub):
     p.add_argument("--no-particle-height", action="store_true", help="all particles at the micrograph's defocus")
     from genem.simulate import SimulationConfig
 
-    for flag, field, typ, help_ in OPTIONS:
-        p.add_argument(flag, dest=field, type=typ, default=None, help=config_help(SimulationConfig, field, help_))
+    add_config_flags(p, SimulationConfig, OPTIONS)
     p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: do micrographs with index %% n == i "
                    "(default: 0/1, all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -113,10 +112,7 @@ def config_from_args(args):
             base = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise GenemInputError(path, f"not valid JSON ({e.msg} at line {e.lineno})") from None
-    for _, field, _, _ in OPTIONS:
-        v = getattr(args, field)
-        if v is not None:
-            base[field] = v
+    base.update(given_fields(args, OPTIONS))
     if args.structure:
         specs = []
         for s in args.structure:
