@@ -170,8 +170,7 @@ def readers(seeds: dict) -> dict:
     """``{name: (seed, suffix, text, header offsets, function of the mutated file's path)}``."""
     from genem.io import read_cs, read_micrograph_table, read_mrc, read_particle_set, read_stack_images, read_star
     from genem.io.mrc import read_stack_shape
-    from genem.io.images import read_image
-    from genem.pick.images import probe_image
+    from genem.io.images import probe_image, read_image
     from genem.simulate.structures import load_potential
 
     def mrc(p):

@@ -2,12 +2,13 @@
 CryoPPP's. The one reader that picking and translation share."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import GenemInputError
-from .mrc import read_mrc
+from .mrc import header_pixel_size_A, read_mrc, read_mrc_header_shape
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".map")
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -50,16 +51,44 @@ def stored_dtype(path) -> str:
         return "unknown"
 
 
+def probe_image(path) -> tuple[tuple[int, int], float | None]:
+    """Open ``path`` far enough to know it is a readable 2D image: ((rows, columns), header pixel size or None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenemInputError(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix in MRC_SUFFIXES:
+        shape, px = read_mrc_header_shape(path)
+        if len(shape) == 3 and shape[0] == 1:
+            shape = shape[1:]
+        if len(shape) != 2 or min(shape) < 1:
+            raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(shape)})")
+        return (int(shape[0]), int(shape[1])), header_pixel_size_A(px)
+    with _raster(path) as im:
+        im.verify()
+        w, h = im.size
+    if suffix not in RASTER_SUFFIXES:
+        raise GenemInputError(path, "unknown micrograph format: use .mrc, .png or .tif")
+    return (h, w), None
+
+
 def _open_raster(path: Path):
     """The raster's pixels as a PIL image, colour renders converted to grey levels."""
+    with _raster(path) as im:
+        if im.mode in ("RGB", "RGBA", "P", "LA"):
+            im = im.convert("L")
+        im.load()
+        return im.copy()
+
+
+@contextlib.contextmanager
+def _raster(path: Path):
+    """PIL's open, every failure (a decompression bomb, a corrupt file) a GenemInputError naming ``path``."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            if im.mode in ("RGB", "RGBA", "P", "LA"):
-                im = im.convert("L")
-            im.load()
-            return im.copy()
+            yield im
     except Image.DecompressionBombError as e:
         raise GenemInputError(path, f"not a micrograph: {str(e).split(',')[0]}") from None
     except Exception as e:  # noqa: BLE001 - PIL meets a corrupt file with many kinds (TypeError, SyntaxError ...)

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from genem.io import GenemInputError, read_star
-from genem.io.images import MRC_SUFFIXES, RASTER_SUFFIXES
-from genem.io.mrc import read_mrc_header_shape
+from genem.io.images import probe_image
 from genem.io.star import merge_optics
 from genem.ops import resample_fourier_2d
 
@@ -29,38 +28,6 @@ class MicrographInput:
     @property
     def stem(self) -> str:
         return self.path.stem
-
-
-def probe_image(path) -> tuple[tuple[int, int], float | None]:
-    """Open ``path`` far enough to know it is a readable 2D image: ((rows, columns), header pixel size or None)."""
-    path = Path(path)
-    if not path.is_file():
-        raise GenemInputError(path, "file not found")
-    if path.suffix.lower() in MRC_SUFFIXES:
-        try:
-            shape, px = read_mrc_header_shape(path)
-        except GenemInputError:
-            raise
-        except Exception as e:
-            raise GenemInputError(path, f"not a readable MRC file ({type(e).__name__})") from None
-        if len(shape) == 3 and shape[0] == 1:
-            shape = shape[1:]
-        if len(shape) != 2 or min(shape) < 1:
-            raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(shape)})")
-        return (int(shape[0]), int(shape[1])), (px if px > 0 and abs(px - 1.0) > 1e-6 else None)
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.verify()
-            w, h = im.size
-    except Image.DecompressionBombError as e:
-        raise GenemInputError(path, f"not a micrograph: {str(e).split(',')[0]}") from None
-    except Exception as e:  # noqa: BLE001 - as in read_image
-        raise GenemInputError(path, f"not a readable image ({type(e).__name__})") from None
-    if path.suffix.lower() not in RASTER_SUFFIXES:
-        raise GenemInputError(path, "unknown micrograph format: use .mrc, .png or .tif")
-    return (h, w), None
 
 
 def expand_paths(items, what: str = "micrographs") -> list[Path]:
