@@ -26,6 +26,10 @@ class ProtGenemBase(EMProtocol):
         from .. import Plugin
         Plugin.runGenem(self, command, args)
 
+    def _device(self):
+        """The engine's ``--device`` from the protocol's hidden GPU fields (protocols that declare them)."""
+        return "cuda:%s" % self.getGpuList()[0] if self.useGpu.get() and self.getGpuList() else "cpu"
+
     def _datasetDir(self):
         return self._getExtraPath("dataset")
 

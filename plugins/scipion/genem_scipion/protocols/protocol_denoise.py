@@ -48,9 +48,6 @@ class ProtGenemDenoise(ProtGenemBase):
     def _outDir(self):
         return os.path.abspath(self._getExtraPath("denoised"))
 
-    def _device(self):
-        return "cuda:%s" % self.getGpuList()[0] if self.useGpu.get() and self.getGpuList() else "cpu"
-
     def convertInputStep(self):
         convert.particles_to_star(self.inputParticles.get(), self._inputStar(), id_column=ID_COLUMN)
 

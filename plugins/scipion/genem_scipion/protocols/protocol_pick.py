@@ -47,9 +47,6 @@ class ProtGenemPick(ProtGenemBase):
     def _outDir(self):
         return os.path.abspath(self._getExtraPath("picks"))
 
-    def _device(self):
-        return "cuda:%s" % self.getGpuList()[0] if self.useGpu.get() and self.getGpuList() else "cpu"
-
     def convertInputStep(self):
         convert.micrographs_to_star(self.inputMicrographs.get(), self._inputStar())
 

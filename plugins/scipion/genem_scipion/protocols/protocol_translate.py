@@ -46,9 +46,6 @@ class ProtGenemTranslate(ProtGenemBase):
         self._insertFunctionStep(self.applyStep, needsGPU=self.useGpu.get())
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
-    def _device(self):
-        return "cuda:%s" % self.getGpuList()[0] if self.useGpu.get() and self.getGpuList() else "cpu"
-
     def _simDir(self):
         return os.path.abspath(self.inputSimulation.get()._datasetDir())
 
