@@ -65,3 +65,12 @@ def normalize_image_2d(images):
     sd = np.where(sd > 0, sd, 1.0) if is_numpy else torch.where(sd > 0, sd, torch.ones_like(sd))
     out = (x - mean) / sd
     return out.astype(images.dtype) if is_numpy else out.to(images.dtype), mean, sd
+
+
+def robust_location_scale(values) -> tuple[float, float]:
+    """``(median, 1.4826 x median absolute deviation)`` of ``values`` (numpy, any shape): the location and the
+    Gaussian-consistent scale that one bright speck or a dark contamination cannot move. The scale is 0 for data
+    whose values are mostly equal; callers choose their own fallback."""
+    x = np.asarray(values)
+    med = float(np.median(x))
+    return med, 1.4826 * float(np.median(np.abs(x - med)))

@@ -22,6 +22,7 @@ from genem.io import GenemInputError, write_json_atomic, write_star
 from genem.io.atomic import atomic_path
 from genem.io.images import read_image
 from genem.io.outputs import check_out_dir, claim_out_dir
+from genem.ops import robust_location_scale
 from genem.progress import ProgressCallback, report
 
 from .images import collect_micrographs, prepare_micrograph
@@ -92,8 +93,8 @@ class DogPicker:
 
         r = 0.5 * self.particle_diameter_A / self.pixel_size_A
         dog = ndimage.gaussian_filter(image, r) - ndimage.gaussian_filter(image, r / 2.0)
-        med = float(np.median(dog))
-        sd = 1.4826 * float(np.median(np.abs(dog - med))) or 1.0
+        med, sd = robust_location_scale(dog)
+        sd = sd or 1.0
         return ((dog - med) / sd).astype(np.float32)
 
 

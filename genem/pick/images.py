@@ -14,7 +14,7 @@ import numpy as np
 from genem.io import GenemInputError, read_star
 from genem.io.images import probe_image
 from genem.io.star import merge_optics
-from genem.ops import resample_fourier_2d
+from genem.ops import resample_fourier_2d, robust_location_scale
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,7 @@ def fourier_bin(image: np.ndarray, pixel_size_A: float, target_pixel_size_A: flo
 def normalize_micrograph(image: np.ndarray) -> np.ndarray:
     """Zero median, unit robust standard deviation (1.4826 MAD), clipped to +-8: one bright speck or a dark
     contamination cannot set the scale."""
-    med = float(np.median(image))
-    mad = float(np.median(np.abs(image - med))) * 1.4826
+    med, mad = robust_location_scale(image)
     sd = mad if mad > 1e-8 else float(image.std()) or 1.0
     return np.clip((image - med) / sd, -8.0, 8.0).astype(np.float32)
 

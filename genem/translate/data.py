@@ -16,7 +16,7 @@ import numpy as np
 from genem.io import GenemDataset, GenemInputError, read_mrc
 from genem.io.dataset import MICROGRAPHS_STAR
 from genem.io.images import read_image, stored_dtype
-from genem.ops import normalize_image_2d, resample_fourier_2d
+from genem.ops import normalize_image_2d, resample_fourier_2d, robust_location_scale
 
 PIXEL_SIZE_RTOL = 0.01  # pixel sizes within 1 % count as equal (no resampling)
 
@@ -32,8 +32,7 @@ def robust_clip_image(image: np.ndarray, k_sigma: float = 6.0, *, sample: int = 
     if flat.size > sample:
         idx = np.random.default_rng(seed).choice(flat.size, sample, replace=False)
         flat = flat[idx]
-    med = float(np.median(flat))
-    sigma = 1.4826 * float(np.median(np.abs(flat - med)))
+    med, sigma = robust_location_scale(flat)
     if sigma <= 0:  # e.g. sparse counting frames: fall back to the plain standard deviation
         sigma = float(flat.std())
     if sigma <= 0:

@@ -190,3 +190,13 @@ def test_radial_average_returns_the_profile_of_a_radial_function():
     prof = radial_average_2d(torch.tensor(r), centered=True)
     assert prof.shape == (17,)
     assert np.allclose(prof.numpy()[1:15], np.arange(1, 15), atol=0.25)
+
+
+def test_robust_location_scale_ignores_outliers_and_matches_gaussian_sd():
+    from genem.ops import robust_location_scale
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, 200_000)
+    x[:500] = 1e6  # specks
+    med, scale = robust_location_scale(x)
+    assert med == pytest.approx(3.0, abs=0.02) and scale == pytest.approx(2.0, rel=0.02)
+    assert robust_location_scale(np.zeros(10)) == (0.0, 0.0)
