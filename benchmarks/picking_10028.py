@@ -1,6 +1,6 @@
 """Does GenEM data train a picker that works on real micrographs? The EMPIAR-10028 benchmark of issue 16.
 
-    python benchmarks/picking_10028.py --out DIR [--quick] [--seeds N] [--data DIR] [--threads N]
+    python benchmarks/picking_10028.py --out DIR [--quick] [--seeds N] [--data DIR] [--threads N] [--topaz EXE]
 
 Data: CryoPPP's EMPIAR-10028 renders (``../shared/data/micrographs/cryoppp_10028``: 8-bit 1024^2 PNG at ~5.36 A/px,
 label masks; 4 train, 1 valid, 5 test micrographs). Every choice below is made on train/valid; the test split is
@@ -23,7 +23,8 @@ read only to score the final picks.
    gaussian (simple mode), physics (ice, dose, Poisson, MTF), translated (the better of gaussian/physics on VALID,
    through ``genem translate train`` on the unlabelled train+valid PNGs with its defaults and a shortened step
    count), real (the 4 labelled train micrographs), translated_finetuned_real (``--init`` translated, then the 4
-   labelled micrographs), topaz (when topaz-em imports beside torch).
+   labelled micrographs), topaz (Topaz's own picker trained on the translated arm's data, when a `topaz`
+   executable of its own environment is given or on PATH: benchmarks/topaz_picker.py).
 5. Report: AUPRC and best F1 on the 5 test micrographs (``genem evaluate picking``, radius = half the labelled
    diameter), mean +- sd over seeds -> DIR/report.json, DIR/report.md, DIR/picking_10028.png. Test picks of seed 0:
    DIR/<arm>/picks/<stem>.star (other seeds: DIR/<arm>_seedK/picks/).
@@ -52,6 +53,7 @@ sys.path.insert(0, str(REPO))
 from genem.io import read_star  # noqa: E402
 from genem.io.images import read_image  # noqa: E402
 from genem.pick.data import centres_from_mask, dataset_diameter_A, disk_diameter_px, read_mask  # noqa: E402
+from benchmarks.topaz_picker import find_topaz, run_topaz_arm  # noqa: E402
 
 MAP = "maps/aspire/clean70SRibosome_vol_65p.mrc"
 MTF = "mtf/mtf_falcon2_300kV.star"
@@ -79,8 +81,14 @@ class Runner:
 
     def genem(self, *args, done: Path | None = None, tag: str = "") -> None:
         """Run ``genem ARGS``, unless ``done`` exists and was made by this very command (DIR/steps.json)."""
-        cmd = [sys.executable, "-m", "genem", *map(str, args)]
-        line = " ".join(["genem", *map(str, args)])
+        self.command([sys.executable, "-m", "genem", *args], done=done, tag=tag or str(args[0]),
+                     line=" ".join(["genem", *map(str, args)]))
+
+    def command(self, cmd: list, *, done: Path | None = None, tag: str = "", line: str | None = None) -> None:
+        """Run ``cmd`` (recorded in DIR/commands.sh as ``line``), unless ``done`` exists and was made by this very
+        command (DIR/steps.json)."""
+        cmd = [str(c) for c in cmd]
+        line = line or " ".join(cmd)
         with open(self.out / "commands.sh", "a") as f:
             f.write(line + "\n")
         steps_file = self.out / "steps.json"
@@ -91,7 +99,8 @@ class Runner:
         r = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
         if r.returncode:
             sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
-        self.times[tag or args[0]] = self.times.get(tag or args[0], 0.0) + time.time() - t0
+        tag = tag or Path(cmd[0]).name
+        self.times[tag] = self.times.get(tag, 0.0) + time.time() - t0
         if done is not None:
             steps[str(done)] = line
             steps_file.write_text(json.dumps(steps, indent=0))
@@ -244,16 +253,6 @@ def train(run: Runner, out: Path, data_args: list, geo: dict, steps: int, seed: 
     return out
 
 
-def topaz_reason() -> str | None:
-    """None when Topaz's picker trainer imports beside torch, else why not."""
-    try:
-        import topaz.commands.train  # noqa: F401
-    except Exception as e:  # ImportError of topaz itself or of a dependency --no-deps left out
-        return f"topaz-em's trainer does not import here ({type(e).__name__}: {e}); " \
-               "install it with 'pip install --no-deps topaz-em' and its missing dependencies"
-    return "topaz-em imports, but this benchmark does not drive Topaz's trainer yet"
-
-
 def main(argv=None) -> int:
     global DATA
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -265,6 +264,8 @@ def main(argv=None) -> int:
     p.add_argument("--pick-steps", type=int, help="picker training steps (override the budget)")
     p.add_argument("--translate-steps", type=int, help="translator training steps (override the budget)")
     p.add_argument("--n-micrographs", type=int, help="simulated micrographs per arm (override the budget)")
+    p.add_argument("--topaz", help="the `topaz` executable of a Topaz environment for arm (g) (default: `topaz` on "
+                                   "PATH; skipped with the reason when there is none that runs)")
     a = p.parse_args(argv)
     budget = dict(BUDGET["quick" if a.quick else "full"])
     for k, v in (("seeds", a.seeds), ("pick_steps", a.pick_steps), ("translate_steps", a.translate_steps),
@@ -345,8 +346,21 @@ def main(argv=None) -> int:
               done=realism, tag="realism")
 
     results = score_test(run, models, test_dir, out, work)
-    skipped = {"topaz": topaz_reason()}
-    log(f"topaz skipped: {skipped['topaz']}")
+    topaz, why = find_topaz(a.topaz)
+    skipped = {} if topaz else {"topaz": why}
+    if topaz:  # (g) Topaz's own picker, in its own environment, trained on the data of (d)
+        rows = []
+        for s in seeds:
+            folder = out / ("topaz" if s == 0 else f"topaz_seed{s}")
+            run_topaz_arm(run, topaz, work / f"sim_translated_{base}_seed{s}", test_dir / "images",
+                          work / f"topaz_{base}_seed{s}", folder, test_pixel_size_A=REAL_PX_A,
+                          particles_per_micrograph=geo["count_mean"], diameter_A=geo["diameter_A"], steps=steps,
+                          threads=a.threads)
+            rows.append(score_folder(run, folder, test_dir, work, "topaz", s))
+        results["topaz"] = rows
+        log("topaz: trained and scored")
+    else:
+        log(f"topaz skipped: {why}")
     report = {"budget": budget, "quick": a.quick, "labels": geo, "imaging": img, "map": cal, "dose": dose,
               "dog_diameter_factor": dog_f, "dog_train_valid_auprc": dog_valid, "valid_auprc": valid_auprc,
               "translated_from": base, "skipped": skipped, "valid": valid,
@@ -365,13 +379,17 @@ def score_test(run: Runner, models: dict, test_dir: Path, out: Path, work: Path)
         for s, margs in per_seed.items():
             folder = out / (arm if s == 0 else f"{arm}_seed{s}")
             pick(run, margs, test_dir / "images", folder)
-            r = evaluate(run, folder, test_dir / "labels", work / f"eval_test_{arm}_seed{s}.json")
-            rows.append({"seed": s, "auprc": r["auprc"], "f1": r["f1"], "precision": r["precision"],
-                         "recall": r["recall"], "threshold": r["threshold"], "curve": r["curve"],
-                         "max_recall": max(r["curve"]["recall"], default=0.0),
-                         "picks": str(folder / "picks")})
+            rows.append(score_folder(run, folder, test_dir, work, arm, s))
         results[arm] = rows
     return results
+
+
+def score_folder(run: Runner, folder: Path, test_dir: Path, work: Path, arm: str, seed: int) -> dict:
+    """One arm's and seed's test picks in ``folder`` scored against the test labels."""
+    r = evaluate(run, folder, test_dir / "labels", work / f"eval_test_{arm}_seed{seed}.json")
+    return {"seed": seed, "auprc": r["auprc"], "f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
+            "threshold": r["threshold"], "curve": r["curve"], "max_recall": max(r["curve"]["recall"], default=0.0),
+            "picks": str(folder / "picks")}
 
 
 def write_report(out: Path, report: dict, results: dict, run: Runner, started: float, test_dir: Path,

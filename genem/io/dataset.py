@@ -77,6 +77,11 @@ def is_dataset_folder(root) -> bool:
     return (Path(root) / COMPLETE_MARK).is_file() and (Path(root) / MICROGRAPHS_STAR).is_file()
 
 
+def coordinates_path(root, stem: str) -> Path:
+    """Where a dataset keeps micrograph ``stem``'s coordinate STAR."""
+    return Path(root) / COORDS_DIR / f"{stem}_coords.star"
+
+
 class DatasetWriter:
     """Writes a dataset folder, every file atomically; the manifest (the completion mark) goes last.
 
@@ -108,7 +113,7 @@ class DatasetWriter:
         return path
 
     def write_coordinates(self, stem: str, table: pd.DataFrame) -> Path:
-        path = self.root / COORDS_DIR / f"{stem}_coords.star"
+        path = coordinates_path(self.root, stem)
         write_star(path, {"": table})
         return path
 
@@ -219,6 +224,10 @@ class GenemDataset:
         """Path of a micrograph (``name`` as in rlnMicrographName) or one of its twins: clean, mask, ice."""
         p = Path(name)
         return self.root / MICROGRAPH_DIRS[kind] / p.name
+
+    def coordinates_path(self, name: str) -> Path:
+        """The ground-truth coordinate STAR of a micrograph (``name`` as in rlnMicrographName)."""
+        return coordinates_path(self.root, Path(name).stem)
 
     def read_micrograph(self, name: str, kind: str = "noisy") -> np.ndarray:
         return read_mrc(self.micrograph_path(name, kind))[0]

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from genem.io import GenemDataset, GenemInputError, read_star
-from genem.io.dataset import COORDS_DIR
 from genem.io.images import MRC_SUFFIXES, RASTER_SUFFIXES, read_image
 
 from .images import expand_paths, prepare_micrograph
@@ -142,8 +141,7 @@ def dataset_pairs(root) -> list[tuple[Path, np.ndarray, float]]:
     out = []
     for name in ds.micrographs()["rlnMicrographName"]:
         path = ds.micrograph_path(name)
-        coords = ds.root / COORDS_DIR / f"{Path(name).stem}_coords.star"
-        out.append((path, read_coordinates_star(coords)[0], px))
+        out.append((path, read_coordinates_star(ds.coordinates_path(name))[0], px))
     return out
 
 
