@@ -10,12 +10,17 @@ Scale: ``topaz preprocess`` downsamples by an integer factor (Fourier cropping, 
 micrographs (10.72 A/px) are downsampled 2x and the real renders (5.36 A/px) 4x, both to 21.44 A/px (the ribosome
 ~14 px across, well inside resnet8's 71 px receptive field); training coordinates are divided by 2 and the picks
 multiplied by 4 (Fourier cropping keeps the origin: pixel j of the small image sits at j x k of the large one).
+``topaz preprocess`` cannot read PNG (topaz-em 0.3.20: "'PngImageFile' object has no attribute 'astype'"), so the
+renders are first written as float32 MRC, same pixels.
 
-Training: Topaz's defaults (resnet8, 32 units, GE-binomial, minibatch 256, radius 3) except what the data decide:
-the expected particles per micrograph (``-n``, the labelled mean measured on train+valid), CPU, no pretrained
-initialisation (Topaz's shipped weights were trained on real EMPIAR data; this arm sees only the arm-(d) data),
-and the budget: as many parameter updates as the GenEM picker's training steps (4 epochs). The last epoch's model
-is used (nothing is chosen on the test split). Topaz takes no seed: a seed changes the simulated data only.
+Training: Topaz's defaults (resnet8, 32 units, GE-binomial, radius 3, positive fraction 1/16 per minibatch) except
+what the data decide: the expected particles per micrograph (``-n``, the labelled mean measured on train+valid),
+CPU, no pretrained initialisation (Topaz's shipped weights were trained on real EMPIAR data; this arm sees only the
+arm-(d) data), and the budget: as many parameter updates as the GenEM picker's training steps (4 epochs) with 64
+regions per update instead of 256. One Topaz region is a 71^2 receptive field, so 256 of them are ~40x the input
+of a GenEM step (8 patches of 64^2): at 256, 800 updates took ~12 s each on the loaded 2 cores (~3 h); at 64 the
+input per update is still ~10x GenEM's. The last epoch's model is used (nothing is chosen on the test split).
+Topaz takes no seed: a seed changes the simulated data only.
 """
 from __future__ import annotations
 
@@ -26,11 +31,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genem.io import GenemDataset, write_star
+from genem.io import GenemDataset, write_mrc, write_star
+from genem.io.images import read_image
 from genem.pick import read_coordinates_star
 
 TOPAZ_PX_A = 21.44
 EPOCHS = 4
+MINIBATCH = 64
 
 
 def find_topaz(path: str | None) -> tuple[str | None, str | None]:
@@ -92,19 +99,23 @@ def run_topaz_arm(run, topaz: str, dataset: Path, test_images: Path, work: Path,
     k_sim, k_real = factor(ds.pixel_size_A), factor(test_pixel_size_A)
     images = sorted(test_images.glob("*.png"))
     cpu = ["-d", "-1", "-j", str(threads)]
-    train_dir, test_dir = work / "train_images", work.parent / "topaz_test_images"
+    train_dir = work / "train_images"
+    test_mrc, test_dir = work.parent / "topaz_test_mrc", work.parent / "topaz_test_images"
+    test_mrc.mkdir(exist_ok=True)
+    for p in images:
+        write_mrc(test_mrc / f"{p.stem}.mrc", read_image(p)[0].astype(np.float32), test_pixel_size_A)
     run.command([topaz, "preprocess", "-s", k_sim, *cpu, "-o", train_dir,
                  *(ds.micrograph_path(n) for n in ds.micrographs()["rlnMicrographName"])], done=train_dir,
                 tag="topaz preprocess")
-    run.command([topaz, "preprocess", "-s", k_real, *cpu, "-o", test_dir, *images], done=test_dir,
-                tag="topaz preprocess")
+    run.command([topaz, "preprocess", "-s", k_real, *cpu, "-o", test_dir,
+                 *(test_mrc / f"{p.stem}.mrc" for p in images)], done=test_dir, tag="topaz preprocess")
     targets = work / "train_targets.txt"
     write_targets(dataset, targets, k_sim)
     prefix, model = work / "model", work / f"model_epoch{EPOCHS}.sav"
     run.command([topaz, "train", "--train-images", train_dir, "--train-targets", targets,
                  "-n", f"{particles_per_micrograph:.0f}", "--no-pretrained", "--num-epochs", EPOCHS,
-                 "--epoch-size", max(1, steps // EPOCHS), "--num-workers", 0, *cpu, "--save-prefix", prefix,
-                 "-o", work / "train_curve.txt"], done=model, tag="topaz train")
+                 "--epoch-size", max(1, steps // EPOCHS), "--minibatch-size", MINIBATCH, "--num-workers", 0, *cpu,
+                 "--save-prefix", prefix, "-o", work / "train_curve.txt"], done=model, tag="topaz train")
     table = work / "test_picks.txt"
     radius_px = max(1, int(round(diameter_A / 2 / TOPAZ_PX_A)))
     run.command([topaz, "extract", "-m", model, "-r", radius_px, *cpu, "-o", table,
