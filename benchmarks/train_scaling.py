@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from genem.cli.main import PROCESS_ENV  # noqa: E402  (idle OpenMP threads sleep: the CLI's process settings)
+
 
 def worker(data: str, out: str, batch: int, steps: int, warmup: int) -> None:
     """Run under torchrun: train, and on rank 0 print the samples/s of the steps after ``warmup``."""
@@ -51,6 +53,7 @@ def run(data: Path, work: Path, ranks: int, threads: int, batch: int, steps: int
     out = work / f"r{ranks}_t{threads}_b{batch}"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=os.pathsep.join(
         [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.update({k: v for k, v in PROCESS_ENV.items() if k not in os.environ})  # as the genem CLI runs
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", __file__,
            "--worker", str(data), str(out), "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -20,11 +20,16 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 __all__ = ["Ranks", "join", "global_settings"]
+
+#: how long a rank waits in a collective: the other ranks wait at a barrier while rank 0 alone evaluates and writes
+#: the model (minutes on a CPU for a large validation set), longer than torch's default of 30 min would allow
+COLLECTIVE_TIMEOUT = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ def join(device="cpu") -> Ranks:
     if not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
         atexit.register(_leave)
     return Ranks(dist.get_rank(), dist.get_world_size(), local, dev)
 
