@@ -94,6 +94,15 @@ def add_parser(sub):
     add_config_flags(p, SimulationConfig, OPTIONS)
     p.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: do micrographs with index %% n == i "
                    "(default: 0/1, all)")
+    p.add_argument("--merge", action="store_true",
+                   help="only merge a sharded run in --out: write the tables once every shard is done (the last step "
+                        "of a cluster run; simulates nothing, takes the configuration recorded in --out)")
+    p.add_argument("--emit-slurm", metavar="SCRIPT",
+                   help="simulate nothing; write SCRIPT, which submits --shards array tasks and the merge with sbatch "
+                        "(docs/scale.md), and the configuration beside it")
+    p.add_argument("--shards", type=int, help="array tasks of --emit-slurm (default: none)")
+    p.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                   help="an #SBATCH option for the jobs of --emit-slurm, e.g. --sbatch=--partition=gpu (repeatable)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     add_progress_flag(p)
     p.set_defaults(func=run)
@@ -128,9 +137,23 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    from genem.simulate import run_simulation
+    from genem.simulate import merge_shards, run_simulation
 
+    if args.merge:
+        if args.config or args.structure or given_fields(args, OPTIONS) or args.emit_slurm or args.shard != (0, 1):
+            raise GenemInputError("--merge", "takes only --out: the configuration is the one recorded there")
+        print(f"genem simulate: wrote {merge_shards(args.out, command_line=['genem'] + sys.argv[1:])}")
+        return 0
     cfg = config_from_args(args)
+    if args.emit_slurm:
+        from .slurm import write_slurm_script
+
+        if not args.shards or args.shards < 1:
+            raise GenemInputError("--shards", "--emit-slurm needs the number of array tasks (>= 1)")
+        script = write_slurm_script(args.emit_slurm, cfg, args.out, args.shards, device=args.device,
+                                    sbatch=args.sbatch)
+        print(f"genem simulate: wrote {script}; submit it with: bash {script}")
+        return 0
     root = run_simulation(cfg, args.out, shard=args.shard, device=args.device, progress=progress_from_args(args),
                           command_line=["genem"] + sys.argv[1:], log=lambda line: print(f"genem simulate: {line}"))
     if DatasetWriter(root).is_complete:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from genem.config import Config
+from genem.distributed import global_settings, join
 from genem.io import GenemDataset, GenemInputError, write_text_atomic
 from genem.io.atomic import atomic_path, remove_stale_temporaries
 from genem.io.outputs import check_out_dir, claim_out_dir
@@ -148,7 +149,10 @@ TRAIN_COMMAND = "genem pick train"
 def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainConfig(), *, real_labels=(),
                  real_micrographs=(), init=None, resume: bool = False, device: str = "cpu",
                  progress: ProgressCallback | None = None) -> Path:
-    """Train a picker into ``out_dir`` (see :mod:`genem.pick.model` for the folder); returns the folder."""
+    """Train a picker into ``out_dir`` (see :mod:`genem.pick.model` for the folder); returns the folder.
+
+    Under ``torchrun`` each of N ranks trains on its slice of the global batch of N x ``batch_size`` patches
+    (:mod:`genem.distributed`); the class balance of the loss is taken over each rank's slice."""
     started = time.time()
     datasets = [str(d) for d in datasets]
     if not datasets and not real_labels:
@@ -158,6 +162,9 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GenemInputError("--device", "CUDA requested but not available")
     check_out_dir(out_dir, TRAIN_COMMAND, markers=(META_FILE, CHECKPOINT_FILE))
+    ranks = join(device)
+    device = str(ranks.device)
+    progress = progress if ranks.writer else None
     init_picker = Picker.load(init) if init else None
     if init_picker and (init_picker.meta.width, init_picker.meta.depth) != (config.width, config.depth):
         raise GenemInputError("--init", f"picker has width {init_picker.meta.width}, depth {init_picker.meta.depth}; "
@@ -169,12 +176,16 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
         items += load_labelled(dataset_pairs(d), px, "synthetic")
     items += load_labelled([(m, lab, config.real_pixel_size_A) for m, lab in real_pairs], px, "real",
                            diameter_px=diameter / config.real_pixel_size_A if real_pairs else None)
-    out = claim_out_dir(out_dir, TRAIN_COMMAND, markers=(META_FILE, CHECKPOINT_FILE))
+    out = Path(out_dir)
+    if ranks.writer:
+        claim_out_dir(out, TRAIN_COMMAND, markers=(META_FILE, CHECKPOINT_FILE))
+    ranks.barrier()
     if (out / META_FILE).exists() and not resume:
         raise GenemInputError(out, "holds a trained picker: choose a new --out, or --resume to train further")
     if (out / CHECKPOINT_FILE).exists() and not resume:
         raise GenemInputError(out, "holds an unfinished training: add --resume, or choose a new --out")
-    remove_stale_temporaries(out)
+    if ranks.writer:
+        remove_stale_temporaries(out)
 
     meta = PickerMeta(px, diameter, config.width, config.depth)
     torch.manual_seed(config.seed)
@@ -185,8 +196,8 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
     ckpt_path = out / CHECKPOINT_FILE
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if {k: v for k, v in ck["config"].items() if k != "steps"} != \
-                {k: v for k, v in asdict(config).items() if k != "steps"}:
+        if {k: v for k, v in global_settings(ck["config"], ck.get("world_size", 1)).items() if k != "steps"} != \
+                {k: v for k, v in global_settings(asdict(config), ranks.world_size).items() if k != "steps"}:
             raise GenemInputError(ckpt_path, "was made with other training settings; choose a new --out")
         picker.net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
@@ -200,24 +211,28 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
     def save_checkpoint():
         with atomic_path(ckpt_path) as tmp:
             torch.save({"net": picker.net.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(), "step": step,
-                        "history": history, "config": asdict(config)}, tmp)
+                        "history": history, "config": asdict(config), "world_size": ranks.world_size}, tmp)
         write_text_atomic(out / LOSS_FILE, "step\tloss\n" + "".join(f"{s}\t{v:.6f}\n" for s, v in history))
 
     running, n_run = 0.0, 0
-    while step < config.steps:
-        x, t = _patches(items, targets, config.batch_size, config.patch_px, g)
-        loss = balanced_bce(picker.net(x.to(device)), t.to(device))
+    net = ranks.wrap(picker.net)
+    while step < config.steps:  # every rank draws the global batch's patches and keeps its slice
+        x, t = ranks.local_batch(*_patches(items, targets, config.batch_size * ranks.world_size, config.patch_px, g))
+        loss = balanced_bce(net(x), t)
         opt.zero_grad()
         loss.backward()
         opt.step()
         step += 1
-        running, n_run = running + loss.item(), n_run + 1
+        running, n_run = running + ranks.mean(loss.detach())[0], n_run + 1
         if step % config.log_every == 0 or step == config.steps:
             history.append((step, running / n_run))
             running, n_run = 0.0, 0
             report(progress, "pick train", step, config.steps, "step", loss=history[-1][1])
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if ranks.writer and (step % config.checkpoint_every == 0 or step == config.steps):
             save_checkpoint()
+    if not ranks.writer:
+        ranks.barrier()  # rank 0 chooses the threshold and writes the picker
+        return out
 
     threshold, at = choose_threshold(picker, items)
     n_thr = min(len(items), THRESHOLD_MICROGRAPHS)
@@ -226,6 +241,9 @@ def train_picker(datasets=(), out_dir=None, config: PickTrainConfig = PickTrainC
                              training={"datasets": datasets, "real_labels": [str(lab) for _, lab in real_pairs],
                                        "n_micrographs": len(items), "init": str(init) if init else None,
                                        "config": asdict(config), "device": device,
+                                       "parallel": ranks.record(config.batch_size),
                                        "final_loss": history[-1][1] if history else None,
                                        "training_micrographs_score": at, "wall_time_s": time.time() - started})
-    return final.save(out)
+    saved = final.save(out)
+    ranks.barrier()
+    return saved

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from genem.config import Config
+from genem.distributed import Ranks, global_settings, join
 from genem.io import GenemDataset, GenemInputError, atomic_path, write_json_atomic
 from genem.io.atomic import remove_stale_temporaries
 from genem.io.dataset import CLEAN_IMAGE_COLUMN, PARTICLES_STAR
@@ -218,8 +219,14 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     """Train a denoiser on dataset folders and write ``out_dir/model.pt`` (+ model.json, metrics in train.json).
 
     ``init``: start from this trained model's weights (fine-tuning, e.g. the shipped model on simulations of one's
-    own specimen); its architecture, schedule and output units are kept, the data must be at its pixel size."""
+    own specimen); its architecture, schedule and output units are kept, the data must be at its pixel size.
+
+    Under ``torchrun`` each of N ranks trains on its slice of a global batch of N x ``batch_size``
+    (:mod:`genem.distributed`): the same run as one process with batch N x ``batch_size``."""
     out_dir = Path(out_dir)
+    ranks = join(device)
+    device = ranks.device
+    progress = progress if ranks.writer else None
     if init is not None:
         config = config.replace(**architecture_of(init), init_digest=init.weights_digest())
     check_model_folder(out_dir, resume)
@@ -234,9 +241,11 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     train_idx, val_idx = _split(pairs, config)
     if len(train_idx) < 2:
         raise GenemInputError(data_dirs[0] if data_dirs else out_dir, "too few training particles")
-    claim_model_folder(out_dir)
-    if resume:
-        remove_stale_temporaries(out_dir)
+    if ranks.writer:
+        claim_model_folder(out_dir)
+        if resume:
+            remove_stale_temporaries(out_dir)
+    ranks.barrier()
     ntr = pairs.noisy[train_idx]
     ctr = pairs.clean[train_idx]
     # the networks' output units: clean images times target_scale (a fine-tuned model keeps its start's units)
@@ -254,52 +263,61 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     step, losses, t_start = 0, [], time.time()
     if resume and ck_diff.exists():
         ck = torch.load(ck_diff, map_location="cpu", weights_only=False)
-        if not _compatible(ck["config"], config.to_dict()):
-            raise GenemInputError(ck_diff, "was written with different training settings; use the same ones to resume")
+        if not _compatible(global_settings(ck["config"], ck.get("world_size", 1)),
+                           global_settings(config.to_dict(), ranks.world_size)):
+            raise GenemInputError(ck_diff, "was written with different training settings; use the same ones to resume "
+                                           "(on another number of ranks: the same ranks x --batch-size)")
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         g.set_state(ck["rng"])
         step, losses = ck["step"], ck["losses"]
-    if step < config.steps and ck_post.exists():
+    if step < config.steps and ck_post.exists() and ranks.writer:
         ck_post.unlink()  # the post-processor must be trained on the final diffusion model's outputs
     report(progress, "diffusion", step, config.steps, "step")
     model.train()
+    net = ranks.wrap(model)
+    batch = config.batch_size * ranks.world_size  # every rank draws the global batch's randomness, keeps its slice
     while step < config.steps:
-        idx = torch.randint(0, len(ntr), (config.batch_size,), generator=g)
-        a = augment_crop(torch.stack([ntr[idx], ctr[idx]], 1), config.crop_px, g, config.flip_contrast).to(device)
+        idx = torch.randint(0, len(ntr), (batch,), generator=g)
+        a = augment_crop(torch.stack([ntr[idx], ctr[idx]], 1), config.crop_px, g, config.flip_contrast)
+        level = sched.sample_noise_levels(batch, g)
+        eps = torch.randn(a[:, 1:].shape, generator=g)
+        a, level, eps = ranks.local_batch(a, level, eps)
         cond, x0 = a[:, :1], a[:, 1:] * target_scale
-        level = sched.sample_noise_levels(config.batch_size, g).to(device)
-        eps = torch.randn(x0.shape, generator=g).to(device)
         xt = sched.add_noise_at_level(x0, eps, level)
         _set_lr(opt, learning_rate(config, step, config.steps))
-        pred = model(torch.cat([cond, xt], 1), level)
+        pred = net(torch.cat([cond, xt], 1), level)
         target = x0 if config.prediction_type == "sample" else eps
         loss = F.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         _ema_update(ema, model, config.ema_decay if step > 50 else 0.0)
-        losses.append(float(loss.detach()))
+        losses += ranks.mean(loss.detach())
         step += 1
         report(progress, "diffusion", step, config.steps, "step", loss=float(np.mean(losses[-20:])))
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if ranks.writer and (step % config.checkpoint_every == 0 or step == config.steps):
             _save_ckpt(ck_diff, {"config": config.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
                                  "opt": opt.state_dict(), "rng": g.get_state(), "step": step, "losses": losses,
-                                 "target_scale": target_scale})
+                                 "target_scale": target_scale, "world_size": ranks.world_size})
     ema.eval()
     den = Denoiser(ema, sched, None, pairs.pixel_size_A, int(pairs.noisy.shape[-1]), target_scale,
                    config.sample_steps)
     post = None
     post_losses: list = []
     if config.post_steps > 0:
-        post, post_losses = _train_postprocess(den, ntr, ctr, config, ck_post, device, resume, progress,
+        post, post_losses = _train_postprocess(den, ntr, ctr, config, ck_post, ranks, resume, progress,
                                                init.postprocess if init is not None else None)
         den.postprocess = post.eval()
+    if not ranks.writer:
+        ranks.barrier()  # rank 0 evaluates and writes the model folder
+        return out_dir / "model.pt"
     metrics = evaluate_pairs(den, pairs.noisy[val_idx], pairs.clean[val_idx], steps=config.sample_steps) \
         if len(val_idx) else {}
     started = None if init is None else {"model": init.source, "weights_digest": config.init_digest}
-    den.meta = {"train_config": config.to_dict(), "data": pairs.sources, "started_from": started,
+    den.meta = {"train_config": config.to_dict(), "parallel": ranks.record(config.batch_size),
+                "data": pairs.sources, "started_from": started,
                 "n_train": int(len(train_idx)),
                 "n_val": int(len(val_idx)), "val_metrics": metrics, "train_seconds": round(time.time() - t_start, 1),
                 "final_loss": float(np.mean(losses[-50:])) if losses else None,
@@ -307,28 +325,32 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
                 "post_final_loss": float(np.mean(post_losses[-50:])) if post_losses else None}
     den.save(out_dir)
     write_json_atomic(out_dir / "train.json", {**den.meta, "losses": losses, "post_losses": post_losses})
+    ranks.barrier()
     return out_dir / "model.pt"
 
 
-def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Path, device, resume, progress,
+def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Path, ranks: Ranks, resume, progress,
                        init_post: PostProcessor | None = None):
     g = torch.Generator().manual_seed(config.seed + 1)
     m = min(config.post_train_images, len(ntr))
     sel = torch.randperm(len(ntr), generator=g)[:m]
     noisy, clean = ntr[sel], ctr[sel]
     # inputs: the diffusion output (default DDIM steps) of each training particle, in the model's scaled units
-    outs = []
     report(progress, "post-process inputs", 0, m, "image")
-    for i in range(0, m, 64):
-        outs.append(den.denoise_normalized(noisy[i:i + 64], steps=config.sample_steps, postprocess=False,
-                                           seed=config.seed + i).cpu() * den.target_scale)
-        report(progress, "post-process inputs", i + len(outs[-1]), m, "image")
-    diffused = torch.cat(outs)
+
+    def diffuse(chunk: int) -> torch.Tensor:  # the ranks share the chunks; each chunk's seed fixes its result
+        i = 64 * chunk
+        out = den.denoise_normalized(noisy[i:i + 64], steps=config.sample_steps, postprocess=False,
+                                     seed=config.seed + i).cpu() * den.target_scale
+        report(progress, "post-process inputs", i + len(out), m, "image")
+        return out
+
+    diffused = torch.cat(ranks.map_chunks(diffuse, -(-m // 64)))
     torch.manual_seed(config.seed + 2)
     post = PostProcessor(postprocess_config(config.post_base_channels, config.channel_mults))
     if init_post is not None:  # same config: fine-tuning took post_base_channels and channel_mults from the start
         post.load_state_dict(init_post.state_dict())
-    post = post.to(device)
+    post = post.to(ranks.device)
     opt = torch.optim.Adam(post.parameters(), lr=config.lr)
     step, losses = 0, []
     if resume and ck_post.exists():
@@ -339,20 +361,22 @@ def _train_postprocess(den: Denoiser, ntr, ctr, config: TrainConfig, ck_post: Pa
         step, losses = ck["step"], ck["losses"]
     report(progress, "post-process", step, config.post_steps, "step")
     post.train()
+    net = ranks.wrap(post)
     stacked = torch.stack([noisy, diffused, clean * den.target_scale], 1)
+    batch = config.batch_size * ranks.world_size
     while step < config.post_steps:
-        idx = torch.randint(0, m, (config.batch_size,), generator=g)
-        a = augment_crop(stacked[idx], config.crop_px, g, config.flip_contrast).to(device)
+        idx = torch.randint(0, m, (batch,), generator=g)
+        a, = ranks.local_batch(augment_crop(stacked[idx], config.crop_px, g, config.flip_contrast))
         _set_lr(opt, learning_rate(config, step, config.post_steps))
-        pred = post(a[:, :1], a[:, 1:2])
+        pred = net(a[:, :1], a[:, 1:2])
         loss = F.mse_loss(pred, a[:, 2:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        losses += ranks.mean(loss.detach())
         step += 1
         report(progress, "post-process", step, config.post_steps, "step")
-        if step % config.checkpoint_every == 0 or step == config.post_steps:
+        if ranks.writer and (step % config.checkpoint_every == 0 or step == config.post_steps):
             _save_ckpt(ck_post, {"model": post.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(),
                                  "step": step, "losses": losses})
     return post, losses

@@ -1,6 +1,6 @@
 """Physics simulation of annotated micrographs: ``SimulationConfig`` + ``run_simulation``."""
 from .config import SimulationConfig, StructureSpec
-from .pipeline import micrograph_seed, resolve_config, run_simulation, simulate_micrograph, write_dataset_tables
+from .pipeline import merge_shards, micrograph_seed, resolve_config, run_simulation, simulate_micrograph, write_dataset_tables
 
-__all__ = ["SimulationConfig", "StructureSpec", "micrograph_seed", "resolve_config", "run_simulation",
+__all__ = ["SimulationConfig", "StructureSpec", "merge_shards", "micrograph_seed", "resolve_config", "run_simulation",
            "simulate_micrograph", "write_dataset_tables"]

@@ -305,6 +305,9 @@ def _recorded_snr(noise_mode: str, snr: float, img) -> float:
 SIMULATE_COMMAND = "genem simulate"
 
 
+SIMULATE_OWN = dict(markers=(f"{L.PARTS_DIR}/config.json",), own_names=(L.PARTS_DIR,))  # its records: resumable
+
+
 def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), device: str = "cpu",
                    progress: ProgressCallback | None = None, command_line=None, log=None) -> Path:
     """Simulate into ``out_dir``; returns the folder. Shard ``(i, n)`` does micrographs with index % n == i; the
@@ -317,11 +320,10 @@ def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), 
         raise GenemInputError("--shard", f"must be i/n with 0 <= i < n, got {i_shard}/{n_shard}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GenemInputError("--device", "CUDA requested but not available")
-    own = dict(markers=(f"{L.PARTS_DIR}/config.json",), own_names=(L.PARTS_DIR,))  # its records: resumable
-    check_out_dir(out_dir, SIMULATE_COMMAND, **own)
+    check_out_dir(out_dir, SIMULATE_COMMAND, **SIMULATE_OWN)
     prep = _Prepared(cfg, device, log=log)  # validates every input before anything is written
     cfg = prep.cfg
-    root = claim_out_dir(out_dir, SIMULATE_COMMAND, **own)
+    root = claim_out_dir(out_dir, SIMULATE_COMMAND, **SIMULATE_OWN)
     out = DatasetWriter(root)
     if out.has_record("config"):
         if out.read_record("config") != json.loads(json.dumps(cfg.to_dict())):
@@ -339,4 +341,27 @@ def run_simulation(config: SimulationConfig, out_dir, *, shard: tuple = (0, 1), 
             report(progress, "simulate", len(mine) - len(todo) + k + 1, len(mine), "mic")
     if all(out.has_record(L.micrograph_stem(i)) for i in range(cfg.n_micrographs)):
         _finalize(out, cfg, command_line, started)
+    return root
+
+
+def merge_shards(out_dir, *, command_line=None) -> Path:
+    """The merge step of a sharded run (a cluster's last job, after every shard): write the tables and the
+    manifest of ``out_dir`` from its micrographs' completion records, with the configuration recorded there. It
+    simulates nothing and refuses, naming them, while micrographs are missing. Shards may have finished in any
+    order or been rerun, and the merge may run again: every file is byte-reproducible, so whoever writes the tables
+    (the last shard to finish, or this step) writes the same bytes."""
+    started = time.time()
+    root = Path(out_dir)
+    out = DatasetWriter(root)
+    if not out.has_record("config"):
+        raise GenemInputError(root, f"holds no sharded simulation ({L.PARTS_DIR}/config.json missing)")
+    cfg = SimulationConfig.from_dict(out.read_record("config"), out.record_path("config"))
+    missing = [i for i in range(cfg.n_micrographs) if not out.has_record(L.micrograph_stem(i))]
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:8]) + (", ..." if len(missing) > 8 else "")
+        raise GenemInputError(root, f"{len(missing)} of {cfg.n_micrographs} micrographs not done yet (index {shown}); "
+                                    "run their shards first")
+    claim_out_dir(root, SIMULATE_COMMAND, **SIMULATE_OWN)
+    out.prepare()
+    _finalize(out, cfg, command_line, started)
     return root

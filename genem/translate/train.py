@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genem.config import Config
+from genem.distributed import Ranks, global_settings, join
 from genem.io import GenemInputError, atomic_path, write_json_atomic, write_mrc
 from genem.io.atomic import remove_stale_temporaries
 from genem.io.outputs import check_out_dir, claim_out_dir
@@ -127,8 +128,9 @@ class TranslatorState:
 
 
 def train_step(state: TranslatorState, config: TranslateTrainConfig, x, m, y,
-               generator: torch.Generator) -> dict:
-    """One CUT step: discriminator (LSGAN), then generator + projector (LSGAN + PatchNCE)."""
+               generator: torch.Generator, ranks: Ranks = Ranks()) -> dict:
+    """One CUT step: discriminator (LSGAN), then generator + projector (LSGAN + PatchNCE); on several ranks the
+    gradients are averaged over them before each update."""
     G, D, Fp = state.G, state.D, state.F
     G.train()
     b = x.shape[0]
@@ -141,6 +143,7 @@ def train_step(state: TranslatorState, config: TranslateTrainConfig, x, m, y,
     loss_d = 0.5 * (lsgan_loss(D(fake.detach()), False) + lsgan_loss(D(y), True))
     state.opt_D.zero_grad(set_to_none=True)
     loss_d.backward()
+    ranks.average_gradients(D)
     state.opt_D.step()
     # generator and projection heads
     for p in D.parameters():
@@ -161,6 +164,7 @@ def train_step(state: TranslatorState, config: TranslateTrainConfig, x, m, y,
     state.opt_G.zero_grad(set_to_none=True)
     state.opt_F.zero_grad(set_to_none=True)
     loss_g.backward()
+    ranks.average_gradients(G, Fp)
     state.opt_G.step()
     state.opt_F.step()
     state.update_ema()
@@ -230,15 +234,24 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     ``resume=True`` continues from the newest checkpoint in ``out_dir`` with the configuration and data saved there,
     except ``steps``, taken from ``config`` (more to extend a run, or a checkpointed step to finish early); the
     continued run draws the same tiles it would have drawn without the stop.
+
+    Under ``torchrun`` each of N ranks trains on its slice of the global batch of N x ``batch_size`` tiles
+    (:mod:`genem.distributed`); a resumed run keeps the global batch on any number of ranks that divides it.
     """
     out_dir = check_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
-    dev = torch.device(device)
+    ranks = join(device)
+    dev = ranks.device
+    progress = progress if ranks.writer else None
     cfg_path = out_dir / "config.json"
     if resume:
         if not cfg_path.exists():
             raise GenemInputError(out_dir, "nothing to resume (no config.json)")
         saved = json.loads(cfg_path.read_text())
-        config = TranslateTrainConfig.from_dict(saved["config"], cfg_path).replace(steps=config.steps)
+        batch = global_settings(saved["config"], saved.get("parallel", {}).get("world_size", 1))["batch_size"]
+        if batch % ranks.world_size:
+            raise GenemInputError(cfg_path, f"global batch {batch} does not split over {ranks.world_size} ranks")
+        config = TranslateTrainConfig.from_dict(saved["config"], cfg_path).replace(
+            steps=config.steps, batch_size=batch // ranks.world_size)
         simulated_dir = saved["simulated"]
         real = saved["real"]
     else:
@@ -253,9 +266,10 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     real_images = [r.image for r in reals]
     train_cols = [(0, r.image.shape[1] - int(round(r.image.shape[1] * config.holdout_fraction))) for r in reals]
 
-    claim_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
-    remove_stale_temporaries(out_dir)
-    if not resume:
+    if ranks.writer:
+        claim_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
+        remove_stale_temporaries(out_dir)
+    if ranks.writer and not resume:
         write_json_atomic(cfg_path, {
             "format": FORMAT, "config": config.to_dict(), "simulated": str(Path(simulated_dir).resolve()),
             "real": [str(Path(p).resolve()) for p in real_paths], "pixel_size_A": sim.pixel_size_A,
@@ -263,13 +277,14 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
                               "source_shape": list(r.source_shape), "source_dtype": r.source_dtype,
                               "pixel_size_A": r.pixel_size_A, "shape": list(r.image.shape),
                               "train_columns": list(c)} for r, c in zip(reals, train_cols)],
-            "device": str(dev), "command": command})
+            "device": str(dev), "parallel": ranks.record(config.batch_size), "command": command})
         if config.holdout_fraction > 0:
             for i, (r, (_, c1)) in enumerate(zip(reals, train_cols)):
                 write_mrc(out_dir / "heldout" / f"real_{i:03d}.mrc", r.image[:, c1:], r.pixel_size_A)
-    else:
+    elif ranks.writer:
         cfg = json.loads(cfg_path.read_text())
-        cfg["config"]["steps"] = config.steps
+        cfg["config"].update(steps=config.steps, batch_size=config.batch_size)
+        cfg["parallel"] = ranks.record(config.batch_size)
         write_json_atomic(cfg_path, cfg)
 
     state = TranslatorState(config, dev)
@@ -286,12 +301,12 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             start = int(ck["step"])
         if start > config.steps:
             raise GenemInputError(out_dir, f"checkpoint is at step {start}, beyond the requested {config.steps} steps")
-        if start < config.steps:  # extending a finished run: the old model no longer describes this folder
+        if start < config.steps and ranks.writer:  # extending a finished run: the old model is no longer this
             for f in (MODEL_FILE, "model.json"):
                 (out_dir / f).unlink(missing_ok=True)
+    if ranks.writer:
         _truncate_log(out_dir / "loss_log.tsv", start)
-    else:
-        _truncate_log(out_dir / "loss_log.tsv", 0)
+    ranks.broadcast_parameters(state.G, state.D, state.F)
 
     vis_rng = np.random.default_rng(config.seed + 12345)
     vis_sim, _ = sample_tiles(sim.images, config.tile_px, 6, vis_rng, masks=sim.masks)
@@ -302,21 +317,24 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     acc: dict[str, list[float]] = {}
     shown: dict[str, float] = {}
     report(progress, "translate train", start, config.steps, "step")
+    batch = config.batch_size * ranks.world_size  # every rank draws the global batch's tiles, keeps its slice
     for step in range(start, config.steps):
-        xs, ms = sample_tiles(sim.images, config.tile_px, config.batch_size, rng, masks=sim.masks)
-        ys, _ = sample_tiles(real_images, config.tile_px, config.batch_size, rng, column_ranges=train_cols)
-        x = torch.from_numpy(xs)[:, None].to(dev)
-        m = torch.from_numpy(ms).to(dev)
-        y = torch.from_numpy(ys)[:, None].to(dev)
-        losses = train_step(state, config, x, m, y, gen)
+        xs, ms = sample_tiles(sim.images, config.tile_px, batch, rng, masks=sim.masks)
+        ys, _ = sample_tiles(real_images, config.tile_px, batch, rng, column_ranges=train_cols)
+        x, m, y = ranks.local_batch(torch.from_numpy(xs)[:, None], torch.from_numpy(ms), torch.from_numpy(ys)[:, None])
+        losses = train_step(state, config, x, m, y, gen, ranks)
+        losses = dict(zip(losses, ranks.mean(*losses.values())))
         for k, v in losses.items():
             acc.setdefault(k, []).append(v)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
             row = {k: float(np.mean(v)) for k, v in acc.items()}
             acc = {}
-            _append_log(log_path, done, row, time.time() - t0)
+            if ranks.writer:
+                _append_log(log_path, done, row, time.time() - t0)
             shown = dict(D=row["loss_D"], G=row["loss_G_gan"], nce=row["loss_nce"])
+        if not ranks.writer:
+            continue
         if done % config.grid_every == 0 or done == config.steps:
             with torch.no_grad():
                 state.G_out.eval()
@@ -325,6 +343,9 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
         if done % config.checkpoint_every == 0 or done == config.steps:
             _save_checkpoint(out_dir, done, state, rng, gen, config)
         report(progress, "translate train", done, config.steps, "step", **shown)
+    if not ranks.writer:
+        ranks.barrier()  # rank 0 writes the model
+        return out_dir
     save_model(out_dir / MODEL_FILE, state.G_out, config, sim.pixel_size_A,
                extra={"steps": config.steps, "simulated": str(simulated_dir),
                       "real": [str(p) for p in real_paths]})
@@ -332,7 +353,9 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
         "format": FORMAT, "file": MODEL_FILE, "pixel_size_A": sim.pixel_size_A, "steps": config.steps,
         "generator": config.generator.to_dict(), "clip_sigma": config.clip_sigma,
         "heldout": sorted(str(p.relative_to(out_dir)) for p in (out_dir / "heldout").glob("*.mrc")),
+        "parallel": ranks.record(config.batch_size),
         "translate_apply": "genem translate apply --model THIS_FOLDER --simulated SIM_DIR --out OUT_DIR"})
+    ranks.barrier()
     return out_dir
 
 

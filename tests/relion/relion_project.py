@@ -56,9 +56,10 @@ class RelionProject:
         return new[0]
 
     def add_external(self, exe: Path, *, inputs: dict | None = None, params: dict | None = None,
-                     threads: int = 1) -> str:
-        """An External job. ``inputs`` use the GUI field names (in_mic, in_part, in_3dref...)."""
-        opts = {"fn_exe": str(exe), **(inputs or {})}
+                     threads: int = 1, queue: dict | None = None) -> str:
+        """An External job. ``inputs`` use the GUI field names (in_mic, in_part, in_3dref...); ``queue`` the Running
+        tab's queue fields (do_queue, qsub, qsubscript, queuename, qsub_extra1...)."""
+        opts = {"fn_exe": str(exe), **(inputs or {}), **(queue or {})}
         for i, (label, value) in enumerate((params or {}).items(), start=1):
             assert i <= 10, "RELION's External job has 10 parameter slots"
             opts[f"param{i}_label"] = label
