@@ -109,7 +109,9 @@ def load_betagal(n: int, seed: int = 0):
     return raw, ref * np.sign(cc0), mask, px, {"psi_sign": sp, "shift_sign": ss}
 
 
-BANDS = [(1, 4), (4, 8), (8, 12), (12, 16), (16, 24), (24, 32)]  # FRC rings (cycles per 64-px box)
+# FRC rings [lo, hi) in cycles per 64-px box: at 3.54 A/px 227-113, 113-57, 57-38, 38-28, 28-23, 23-19, 19-15,
+# 15-9 and 9-7 A (two-ring bands from 113 to 15 A, where the denoisers differ)
+BANDS = [(1, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 15), (15, 24), (24, 32)]
 
 
 def score_real(im, ref, mask, px) -> dict:

@@ -46,7 +46,7 @@ def route_outputs(model: Denoiser, noisy: torch.Tensor, steps_list, batch: int =
         add(f"ddim{s}", lambda x, i: model.denoise_normalized(x, steps=s, postprocess=False,
                                                               seeds=range(i, i + len(x))))
         if post is not None:
-            d = outs[f"ddim{s}"]
+            d = outs[f"ddim{s}"] * model.target_scale  # back to the networks' units
             with torch.inference_mode():
                 add(f"ddim{s}+post", lambda x, i: post(x[:, None], d[i:i + len(x), None])[:, 0] / model.target_scale)
             secs[f"ddim{s}+post"] += secs[f"ddim{s}"]

@@ -99,7 +99,7 @@ def _rel(p: Path, root: Path) -> str:
 
 
 def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None = None, n_samples: int = 1,
-                      postprocess: bool = True, batch_size: int = 64, root=None, pixel_size_A: float | None = None,
+                      postprocess: bool | None = None, batch_size: int = 64, root=None, pixel_size_A: float | None = None,
                       seed: int = 0, invert_contrast: bool = False, progress: ProgressCallback | None = None,
                       resume: bool = False) -> Path:
     """Denoise a particle set into ``out_dir``; returns the path of the output metadata file.
@@ -119,6 +119,7 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
         raise GenemInputError(out_meta, "already exists; choose another --out")
     out_stacks = _out_names(ps, out_dir)
     new_index = np.zeros(len(ps.index_of_row), dtype=np.int64)
+    postprocess = model.uses_postprocess(steps, postprocess)
     settings = {"input": str(inp), "model": model.weights_digest(), "steps": steps or model.default_steps,
                 "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "invert_contrast": invert_contrast,
                 "pixel_size_A": pixel_size_A}

@@ -33,6 +33,7 @@ class Denoiser:
     box_px: int
     target_scale: float
     default_steps: int = 10
+    default_postprocess: bool = True  # the default route: ``default_steps`` DDIM steps, then the post-processor?
     meta: dict = field(default_factory=dict)
     source: str | None = None  # the model file it was loaded from (not saved)
 
@@ -57,22 +58,35 @@ class Denoiser:
         return max(b, 2 * self.stride)
 
     def to(self, device):
-        self.diffusion.to(device)
-        if self.postprocess is not None:
-            self.postprocess.to(device)
+        """Move the networks to ``device`` in channels-last layout (the faster convolution layout on CPU)."""
+        for net in (self.diffusion, self.postprocess):
+            if net is not None:
+                net.to(device, memory_format=torch.channels_last)
         return self
 
-    @torch.no_grad()
+    def uses_postprocess(self, steps: int | None, postprocess: bool | None) -> bool:
+        """Whether a run applies the post-processor: ``postprocess`` if given; else the default route's choice
+        when ``steps`` is the default, and True for any other step count (the post-processor was trained on
+        sampler outputs)."""
+        if self.postprocess is None:
+            return False
+        if postprocess is not None:
+            return bool(postprocess)
+        return self.default_postprocess if steps in (None, self.default_steps) else True
+
+    @torch.inference_mode()
     def denoise_normalized(self, noisy: torch.Tensor, *, steps: int | None = None, n_samples: int = 1,
-                           postprocess: bool = True, mode: str = "ddim", eta: float = 0.0,
+                           postprocess: bool | None = None, mode: str = "ddim", eta: float = 0.0,
                            seed: int = 0, seeds=None, dihedral: bool = False) -> torch.Tensor:
         """Denoise RELION-normalised images (B, H, W) at the model's pixel size; returns (B, H, W), same units.
+        ``steps`` / ``postprocess`` default to the model's default route (:meth:`uses_postprocess`).
 
         ``seeds`` (one per image) draws each image's starting noise from its own generator, so an image's result
         does not depend on the batch it is in; otherwise one generator seeded with ``seed`` serves the batch."""
         self.diffusion.eval()
         dev = next(self.diffusion.parameters()).device
         x, (h, w) = pad_to_multiple_2d(noisy.to(dev, torch.float32)[:, None], self.stride)
+        x = x.contiguous(memory_format=torch.channels_last)
         g = torch.Generator().manual_seed(int(seed))
         init = None
         if seeds is not None:
@@ -80,7 +94,7 @@ class Denoiser:
                 int(s) % (2 ** 63))) for s in seeds], 1)
         out = sample_conditional(self.diffusion, self.schedule, x, steps=steps or self.default_steps, mode=mode,
                                  eta=eta, n_samples=n_samples, generator=g, init_noise=init, dihedral=dihedral)
-        if postprocess and self.postprocess is not None:
+        if self.uses_postprocess(steps, postprocess):
             self.postprocess.eval()
             out = self.postprocess(x, out)
         return (out / self.target_scale)[:, 0, :h, :w]
@@ -115,7 +129,7 @@ class Denoiser:
             "schedule": {"kind": self.schedule.kind, "num_train_timesteps": self.schedule.num_train_timesteps,
                          "prediction_type": self.schedule.prediction_type},
             "pixel_size_A": self.pixel_size_A, "box_px": self.box_px, "target_scale": self.target_scale,
-            "default_steps": self.default_steps, "meta": self.meta,
+            "default_steps": self.default_steps, "default_postprocess": self.default_postprocess, "meta": self.meta,
         }
 
     def save(self, folder) -> Path:
@@ -145,7 +159,8 @@ class Denoiser:
             post.load_state_dict(f32(st["postprocess"]["state_dict"]))
         sch = DiffusionSchedule(**st["schedule"])
         return cls(diff.eval(), sch, None if post is None else post.eval(), float(st["pixel_size_A"]),
-                   int(st["box_px"]), float(st["target_scale"]), int(st.get("default_steps", 10)), st.get("meta", {}))
+                   int(st["box_px"]), float(st["target_scale"]), int(st.get("default_steps", 10)),
+                   bool(st.get("default_postprocess", True)), st.get("meta", {}))
 
     @classmethod
     def load(cls, folder=None, device="cpu") -> "Denoiser":
