@@ -120,7 +120,8 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
     out_stacks = _out_names(ps, out_dir)
     new_index = np.zeros(len(ps.index_of_row), dtype=np.int64)
     postprocess = model.uses_postprocess(steps, postprocess)
-    settings = {"input": str(inp), "model": model.weights_digest(), "steps": steps or model.default_steps,
+    steps = model.default_steps if steps is None else steps
+    settings = {"input": str(inp), "model": model.weights_digest(), "steps": steps,
                 "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "invert_contrast": invert_contrast,
                 "pixel_size_A": pixel_size_A}
     _start_record(out_dir, settings, resume)
@@ -151,7 +152,7 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
         write_particle_table(ps, out_meta, [_rel(out_stacks[k], ps.root) for k in ps.stack_of_row], new_index)
         write_json_atomic(out_dir / "denoise_run.json", {
             "input": str(inp), "output": str(out_meta.resolve()), "n_particles": int(len(new_index)),
-            "paths_relative_to": str(ps.root.resolve()), "steps": steps or model.default_steps,
+            "paths_relative_to": str(ps.root.resolve()), "steps": steps,
             "n_samples": n_samples, "postprocess": postprocess, "seed": seed, "model": model.meta.get("name", ""),
             "model_pixel_size_A": model.pixel_size_A, "model_digest": settings["model"]})
     (out_dir / UNFINISHED_RECORD).unlink()
@@ -160,8 +161,9 @@ def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None
 
 # ------------------------------------------------------------------------------------------- micrographs
 def denoise_micrograph(model: Denoiser, image: torch.Tensor, pixel_size_A: float, *, tile: int = 256,
-                       overlap: int = 32, batch_size: int = 8, invert_contrast: bool = False, **kw) -> torch.Tensor:
-    """Denoise one micrograph (H, W) by overlapping tiles at the model's pixel size (memory ~ batch of tiles).
+                       overlap: int = 32, batch_size: int = 4, invert_contrast: bool = False, **kw) -> torch.Tensor:
+    """Denoise one micrograph (H, W) by overlapping tiles at the model's pixel size (memory: the micrograph, the
+    blending sums and one batch of tiles' activations, ~0.1 GiB per 256^2 tile).
     Tiles are blended with linear ramps over ``overlap`` px at their edges. The model expects protein white
     (RELION particles after --invert_contrast); ``invert_contrast`` negates the image before and after, as raw
     micrographs (protein black) need."""

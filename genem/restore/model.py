@@ -19,6 +19,7 @@ from .unet import UNet, UNetConfig
 FORMAT = "genem-denoiser-1"
 MAX_UPSAMPLING = 1.5  # refuse images whose pixels are coarser than the model's by more than this factor
 MODEL_FILE = "model.pt"
+FULL_SAMPLER_STEPS = 10  # the DDIM steps of the full sampler route (the post-processor was trained on its outputs)
 DEFAULT_MODEL_DIR = Path(__file__).with_name("default_model")
 
 
@@ -67,7 +68,7 @@ class Denoiser:
     def uses_postprocess(self, steps: int | None, postprocess: bool | None) -> bool:
         """Whether a run applies the post-processor: ``postprocess`` if given; else the default route's choice
         when ``steps`` is the default, and True for any other step count (the post-processor was trained on
-        sampler outputs)."""
+        sampler outputs). ``steps`` 0 runs no diffusion pass: the post-processor alone, on (noisy, zeros)."""
         if self.postprocess is None:
             return False
         if postprocess is not None:
@@ -87,14 +88,22 @@ class Denoiser:
         dev = next(self.diffusion.parameters()).device
         x, (h, w) = pad_to_multiple_2d(noisy.to(dev, torch.float32)[:, None], self.stride)
         x = x.contiguous(memory_format=torch.channels_last)
-        g = torch.Generator().manual_seed(int(seed))
-        init = None
-        if seeds is not None:
-            init = torch.stack([torch.randn((n_samples, 1) + x.shape[-2:], generator=torch.Generator().manual_seed(
-                int(s) % (2 ** 63))) for s in seeds], 1)
-        out = sample_conditional(self.diffusion, self.schedule, x, steps=steps or self.default_steps, mode=mode,
-                                 eta=eta, n_samples=n_samples, generator=g, init_noise=init, dihedral=dihedral)
-        if self.uses_postprocess(steps, postprocess):
+        post = self.uses_postprocess(steps, postprocess)
+        steps = self.default_steps if steps is None else int(steps)
+        if steps == 0:  # no diffusion pass: the post-processor alone restores, from (noisy, zeros)
+            if not post:
+                raise GenemInputError("arguments", "0 diffusion steps (the post-processor alone) needs the "
+                                                   "post-processing U-Net")
+            out = torch.zeros_like(x)
+        else:
+            g = torch.Generator().manual_seed(int(seed))
+            init = None
+            if seeds is not None:
+                init = torch.stack([torch.randn((n_samples, 1) + x.shape[-2:], generator=torch.Generator(
+                    ).manual_seed(int(s) % (2 ** 63))) for s in seeds], 1)
+            out = sample_conditional(self.diffusion, self.schedule, x, steps=steps, mode=mode, eta=eta,
+                                     n_samples=n_samples, generator=g, init_noise=init, dihedral=dihedral)
+        if post:
             self.postprocess.eval()
             out = self.postprocess(x, out)
         return (out / self.target_scale)[:, 0, :h, :w]
