@@ -6,13 +6,15 @@ Each method runs in its own fresh process; "extra memory" is that process's peak
 resident set once the model and the micrograph are loaded (so it is what denoising adds). Methods:
 - ``genem_native``: the micrograph at its own pixel size (the EPU example: 0.667 A/px), resampled to the model's
   3.54 A/px, denoised tile by tile and resampled back (the real use);
-- ``genem_model_px``: the same 4096^2 pixels taken to be at the model's pixel size, so the network runs on all
-  16.8 Mpx (the like-for-like throughput against Topaz, which always runs at the input's pixels);
-- ``topaz_whole``: Topaz's network on the whole micrograph at once (``topaz denoise --patch-size -1``; its
-  fastest route);
+- ``genem_model_px``: the central ``--size`` pixels (default: all) taken to be at the model's pixel size, so the
+  network runs on every pixel (the like-for-like throughput against Topaz, which always runs at the input's
+  pixels);
+- ``topaz_whole``: Topaz's network on the same ``--size`` crop at once (``topaz denoise --patch-size -1``; its
+  fastest route; its memory grows with the pixel count);
 - ``topaz_patches`` (``--topaz-patches``): ``topaz denoise``'s default 1024-px patches with 500 px padding.
 
-    python benchmarks/denoise_micrograph.py [--micrograph MRC] [--threads 1] [--model DIR] [--out FILE.json]
+    python benchmarks/denoise_micrograph.py [--micrograph MRC] [--size 2048] [--threads 1] [--model DIR]
+        [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _run(method: str, mic: str, model_dir, threads: int, q) -> None:
+def _run(method: str, mic: str, model_dir, threads: int, size: int, q) -> None:
     import numpy as np
     import torch
 
@@ -44,6 +46,9 @@ def _run(method: str, mic: str, model_dir, threads: int, q) -> None:
     torch.set_num_threads(threads)
     img, px = read_mrc(mic)
     img = torch.from_numpy(np.array(img, dtype=np.float32))
+    if method != "genem_native" and size:
+        y0, x0 = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+        img = img[max(y0, 0):max(y0, 0) + size, max(x0, 0):max(x0, 0) + size].contiguous()
     if method.startswith("genem"):
         from genem.restore.apply import denoise_micrograph
         from genem.restore.model import Denoiser
@@ -64,7 +69,7 @@ def _run(method: str, mic: str, model_dir, threads: int, q) -> None:
     out = fn()
     sec = time.perf_counter() - t0
     peak = _rss_kib("VmHWM")
-    q.put({"seconds": round(sec, 2), "mpx_per_s": round(img.numel() / 1e6 / sec, 4),
+    q.put({"pixels": list(img.shape), "seconds": round(sec, 2), "mpx_per_s": round(img.numel() / 1e6 / sec, 4),
            "extra_memory_GiB": round((peak - base) / 2 ** 20, 3), "finite": bool(np.isfinite(np.asarray(out)).all())})
 
 
@@ -73,6 +78,7 @@ def main(argv=None):
     ap.add_argument("--micrograph", default=str(DEFAULT_MIC))
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--size", type=int, default=0, help="central crop (px) for the like-for-like methods (0: all)")
     ap.add_argument("--topaz-patches", action="store_true", help="also topaz denoise's default patched route (slow)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -81,7 +87,7 @@ def main(argv=None):
     res = {"micrograph": a.micrograph, "threads": a.threads, "methods": {}}
     for m in methods:
         q = ctx.Queue()
-        p = ctx.Process(target=_run, args=(m, a.micrograph, a.model, a.threads, q))
+        p = ctx.Process(target=_run, args=(m, a.micrograph, a.model, a.threads, a.size, q))
         p.start()
         r = q.get()
         p.join()
