@@ -78,8 +78,8 @@ def add_parser(subparsers) -> None:
     a.add_argument("--out", required=True, help="output folder (new; never an input folder)")
     a.add_argument("--model", default=None, help="model folder (default: the model shipped with GenEM)")
     a.add_argument("--steps", type=int, default=None,
-                   help="DDIM steps (default: the model's default route; the shipped model's is 1 network pass, "
-                        "--steps 10 runs the full sampler, followed by the post-processing U-Net)")
+                   help="DDIM steps, each one network pass, then the post-processing U-Net (default: the model's "
+                        "default route, for the shipped model 1 step; 10 is the full sampler)")
     a.add_argument("--samples", type=int,
                    help=keyword_help(denoise_particles, "n_samples", "average this many diffusion samples"))
     a.add_argument("--no-postprocess", action="store_true", help="skip the post-processing U-Net")
