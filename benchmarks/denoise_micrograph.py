@@ -61,7 +61,8 @@ def _run(method: str, mic: str, model_dir, threads: int, size: int, q) -> None:
 
         from genem.restore.baselines import load_topaz
 
-        den = Denoise(load_topaz())
+        den = Denoise.__new__(Denoise)  # its constructor refuses a model subclass; set what denoise() uses
+        den.model, den.device, den.dims, den.use_cuda = load_topaz(), torch.device("cpu"), 2, False
         patch = (1024, 500) if method == "topaz_patches" else (-1, 0)
         fn = lambda: den.denoise(img, patch_size=patch[0], padding=patch[1])  # noqa: E731
     base = _rss_kib("VmRSS")
@@ -89,6 +90,10 @@ def main(argv=None):
         q = ctx.Queue()
         p = ctx.Process(target=_run, args=(m, a.micrograph, a.model, a.threads, a.size, q))
         p.start()
+        while p.is_alive() and q.empty():
+            time.sleep(0.5)
+        if q.empty():
+            raise SystemExit(f"{m} failed (exit status {p.exitcode})")
         r = q.get()
         p.join()
         res["methods"][m] = r
