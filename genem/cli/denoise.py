@@ -170,7 +170,8 @@ def run_apply(args) -> int:
     check_out_dir(args.out, "genem denoise apply", markers=(UNFINISHED_RECORD, "denoise_run.json", OUT_STACK_DIR))
     _threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
-    kw = dict(steps=args.steps, postprocess=False if args.no_postprocess else None, invert_contrast=args.invert_contrast,
+    kw = dict(steps=args.steps, postprocess=False if args.no_postprocess else None,
+              invert_contrast=args.invert_contrast,
               root=args.root, pixel_size_A=args.pixel_size_A, progress=progress_from_args(args),
               **given(args, "seed", n_samples="samples"))
     if args.particles:

@@ -99,7 +99,8 @@ def _rel(p: Path, root: Path) -> str:
 
 
 def denoise_particles(input_path, out_dir, model: Denoiser, *, steps: int | None = None, n_samples: int = 1,
-                      postprocess: bool | None = None, batch_size: int = 64, root=None, pixel_size_A: float | None = None,
+                      postprocess: bool | None = None, batch_size: int = 64, root=None,
+                      pixel_size_A: float | None = None,
                       seed: int = 0, invert_contrast: bool = False, progress: ProgressCallback | None = None,
                       resume: bool = False) -> Path:
     """Denoise a particle set into ``out_dir``; returns the path of the output metadata file.

@@ -73,7 +73,7 @@ class ResBlock(nn.Module):
         h = self.norm2(h)
         if self.film is not None:
             scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
-            h = torch.addcmul(shift, h, 1 + scale, out=h) if inplace else h * (1 + scale) + shift
+            h = h.mul_(1 + scale).add_(shift) if inplace else h * (1 + scale) + shift
         h = self.conv2(self.drop(F.silu(h, inplace=inplace)))
         return h.add_(self.skip(x)) if inplace else h + self.skip(x)
 
