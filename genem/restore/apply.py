@@ -165,7 +165,7 @@ def denoise_micrograph(model: Denoiser, image: torch.Tensor, pixel_size_A: float
                        overlap: int = 32, batch_size: int = 1, invert_contrast: bool = False, **kw) -> torch.Tensor:
     """Denoise one micrograph (H, W) by overlapping tiles at the model's pixel size (memory: the micrograph, the
     blending sums and one batch of tiles' activations, ~0.35 GiB per 512^2 tile; 512-px tiles with 32-px ramps
-    recompute 31% of the pixels, 256-px ones 78%).
+    on large images recompute ~31% of the pixels, 256-px ones ~78%).
     Tiles are blended with linear ramps over ``overlap`` px at their edges. The model expects protein white
     (RELION particles after --invert_contrast); ``invert_contrast`` negates the image before and after, as raw
     micrographs (protein black) need."""
