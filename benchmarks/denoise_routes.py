@@ -91,21 +91,16 @@ def main(argv=None):
         from denoise_real import best_lowpass_real, load_betagal, score_real
 
         raw, ref, mask, px, _ = load_betagal(a.n_real)
-        from genem.restore.apply import denoise_batch  # noqa: F401  (geometry: the tutorial is at the model's px)
-
-        if abs(px - model.pixel_size_A) > 1e-3:
+        if abs(px - model.pixel_size_A) > 1e-3:  # the routes run at the model's pixel size, without resampling
             raise SystemExit("the tutorial particles are not at the model's pixel size")
         sigma, lp = best_lowpass_real(raw, ref, mask)
         rows = {"raw": score_real(raw, ref, mask, px), f"low-pass (sigma {sigma})": score_real(lp, ref, mask, px)}
         if tm is not None:
             rows["topaz"] = score_real(torch.cat([topaz_denoise(raw[i:i + 64], tm) for i in range(0, len(raw), 64)]),
                                        ref, mask, px)
-        from genem.ops import normalize_background_2d
-
-        norm, mean, sd = normalize_background_2d(raw)
-        outs, secs = route_outputs(model, norm, steps_list)
+        outs, secs = route_outputs(model, raw, steps_list)  # raw is RELION-normalised already
         for k, v in outs.items():
-            rows[k] = {**score_real(v * sd + mean, ref, mask, px), "seconds": secs[k]}
+            rows[k] = {**score_real(v, ref, mask, px), "seconds": secs[k]}
         res["betagal"] = rows
         for k, v in rows.items():
             print(f"betagal {k:22s} CC {v['cc_mean']:.3f} " + " ".join(f"{b} {f:.3f}" for b, f in
