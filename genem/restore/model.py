@@ -19,6 +19,7 @@ from .unet import UNet, UNetConfig
 FORMAT = "genem-denoiser-1"
 MAX_UPSAMPLING = 1.5  # refuse images whose pixels are coarser than the model's by more than this factor
 MODEL_FILE = "model.pt"
+PASS_PIXELS = 2 ** 16  # pixels per network call (16 box-64 or 4 box-128 particles): larger calls are slower on CPU
 FULL_SAMPLER_STEPS = 10  # the DDIM steps of the full sampler route (the post-processor was trained on its outputs)
 DEFAULT_MODEL_DIR = Path(__file__).with_name("default_model")
 
@@ -95,17 +96,24 @@ class Denoiser:
                 raise GenemInputError("arguments", "0 diffusion steps (the post-processor alone) needs the "
                                                    "post-processing U-Net")
             out = torch.zeros_like(x)
-        else:
+        chunk = len(x)
+        if steps > 0:
             g = torch.Generator().manual_seed(int(seed))
             init = None
             if seeds is not None:
                 init = torch.stack([torch.randn((n_samples, 1) + x.shape[-2:], generator=torch.Generator(
                     ).manual_seed(int(s) % (2 ** 63))) for s in seeds], 1)
-            out = sample_conditional(self.diffusion, self.schedule, x, steps=steps, mode=mode, eta=eta,
-                                     n_samples=n_samples, generator=g, init_noise=init, dihedral=dihedral)
+            if mode == "ddim" and eta == 0:  # deterministic given x_T: draw every x_T first, then run in chunks
+                if init is None:  # the draws the sampler would make from ``g``, in its order
+                    init = torch.stack([torch.randn(x.shape, generator=g) for _ in range(n_samples)])
+                chunk = max(1, PASS_PIXELS // (x.shape[-2] * x.shape[-1]))
+            out = torch.cat([sample_conditional(self.diffusion, self.schedule, x[i:i + chunk], steps=steps,
+                                                mode=mode, eta=eta, n_samples=n_samples, generator=g,
+                                                init_noise=None if init is None else init[:, i:i + chunk],
+                                                dihedral=dihedral) for i in range(0, len(x), chunk)])
         if post:
             self.postprocess.eval()
-            out = self.postprocess(x, out)
+            out = torch.cat([self.postprocess(x[i:i + chunk], out[i:i + chunk]) for i in range(0, len(x), chunk)])
         return (out / self.target_scale)[:, 0, :h, :w]
 
     def weights_digest(self) -> str:
