@@ -43,6 +43,14 @@ python -m genem denoise train --init "$W/model_v1" --data "$W/data/train_snr" "$
   "$W/data/train_poisson_hi" "$W/data/train_noice_poisson" "$W/data/train_noice_snr" "$W/data/train_ice_poisson_hi" \
   --out "$W/model" --steps 1200 --post-steps 1200 --lr 3e-4 --post-train-images 3000 --max-particles 24000 \
   --batch-size 16 --crop 48 --seed 0 --threads 2
+# the default route (issue 17): 1 DDIM step + the post-processor instead of the 10 steps it was trained after
+python - "$W/model" <<'PY'
+import sys
+from genem.restore.model import Denoiser
+m = Denoiser.load(sys.argv[1])
+m.default_steps = 1
+m.save(sys.argv[1])
+PY
 for d in heldout_poisson heldout_snr005 heldout_snr02; do
   python -m genem evaluate denoise --model "$W/model" --data "$W/data/$d" --out "$W/eval_$d" --max-particles 256 \
     --mean-of 8 --dihedral --threads 1

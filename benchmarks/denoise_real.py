@@ -29,7 +29,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genem.io import read_mrc, read_particles_star  # noqa: E402
+from genem.io import read_mrc, read_particles_star, read_stack_images  # noqa: E402
 from genem.io.star import split_image_name  # noqa: E402
 from genem.metrics import frc  # noqa: E402
 from genem.physics import CTFParams, compute_ctf_2d  # noqa: E402
@@ -68,24 +68,12 @@ def masked_cc(a, b, mask):
     return (x * y).sum(1) / torch.sqrt((x * x).sum(1) * (y * y).sum(1))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--n", type=int, default=400)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
-    ap.add_argument("--threads", type=int, default=1)
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+def load_betagal(n: int, seed: int = 0):
+    """``n`` random tutorial particles (RELION-normalised, (n, 64, 64)), each one's reference (its Class2D average
+    aligned into its frame, times its CTF), the mask, the pixel size (A) and the rotation/shift convention."""
     optics, rows = read_particles_star(DATA / "Class2D" / "job010" / "run_it025_data.star")
-    rows = rows.iloc[np.random.default_rng(0).choice(len(rows), min(a.n, len(rows)), replace=False)]
+    rows = rows.iloc[np.random.default_rng(seed).choice(len(rows), min(n, len(rows)), replace=False)]
     px = float(optics["rlnImagePixelSize"].iloc[0])
-    imgs = []
-    for name in rows["rlnImageName"]:
-        i, p = split_image_name(name)
-        imgs.append(i)
-    from genem.io import read_stack_images
-
     by = {}
     for k, name in enumerate(rows["rlnImageName"]):
         i, p = split_image_name(name)
@@ -117,13 +105,44 @@ def main(argv=None):
             if best is None or abs(cc) > abs(best[0]):
                 best = (cc, sp, ss, ref)
     cc0, sp, ss, ref = best
-    ref = ref * np.sign(cc0)
     print(f"convention psi*{sp} shift*{ss}: raw CC {cc0:.4f}", file=sys.stderr)
+    return raw, ref * np.sign(cc0), mask, px, {"psi_sign": sp, "shift_sign": ss}
 
+
+# FRC rings [lo, hi) in cycles per 64-px box: at 3.54 A/px 227-113, 113-57, 57-38, 38-28, 28-23, 23-19, 19-15,
+# 15-9 and 9-7 A (two-ring bands from 113 to 15 A, where the denoisers differ)
+BANDS = [(1, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 15), (15, 24), (24, 32)]
+
+
+def score_real(im, ref, mask, px) -> dict:
+    """Masked CC with the reference (mean, s.e.m.) and the FRC with it per resolution band."""
+    cc = masked_cc(im, ref, mask)
+    f = frc(im, ref).mean(0)
+    return {"cc_mean": round(cc.mean().item(), 4), "cc_sem": round((cc.std() / math.sqrt(len(cc))).item(), 4),
+            "frc_bands": {f"{64 * px / hi:.0f}-{64 * px / lo:.0f}A": round(f[lo:hi].mean().item(), 4)
+                          for lo, hi in BANDS}}
+
+
+def best_lowpass_real(raw, ref, mask):
+    """The Gaussian low-pass width (px) with the highest masked CC (an oracle choice) and its images."""
+    s = max((masked_cc(gaussian_lowpass(raw, s), ref, mask).mean().item(), s) for s in
+            (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0))[1]
+    return s, gaussian_lowpass(raw, s)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    raw, ref, mask, px, conv = load_betagal(a.n)
     methods = {"raw": raw}
-    lp_best = max(((masked_cc(gaussian_lowpass(raw, s), ref, mask).mean().item(), s) for s in
-                   (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)))
-    methods[f"low-pass (sigma {lp_best[1]} px)"] = gaussian_lowpass(raw, lp_best[1])
+    sigma, lp = best_lowpass_real(raw, ref, mask)
+    methods[f"low-pass (sigma {sigma} px)"] = lp
     timing = {}
     if topaz_available():
         tm = load_topaz()
@@ -137,17 +156,9 @@ def main(argv=None):
     methods["GenEM diffusion+post"] = torch.cat([denoise_batch(model, raw[i:i + 64], px, steps=a.steps,
                                                                seeds=range(i, min(i + 64, len(raw)))) for i in range(0, len(raw), 64)])
     timing["genem_s"] = time.time() - t0
-    res = {"n_particles": len(raw), "pixel_size_A": px, "convention": {"psi_sign": sp, "shift_sign": ss},
+    res = {"n_particles": len(raw), "pixel_size_A": px, "convention": conv,
            "metric": "mean Pearson CC (mask radius 30 px) with the CTF-modulated, aligned Class2D average",
-           "methods": {}}
-    bands = [(1, 4), (4, 8), (8, 12), (12, 16), (16, 24), (24, 32)]
-    for name, im in methods.items():
-        cc = masked_cc(im, ref, mask)
-        f = frc(im, ref).mean(0)
-        res["methods"][name] = {
-            "cc_mean": round(cc.mean().item(), 4), "cc_sem": round((cc.std() / math.sqrt(len(cc))).item(), 4),
-            "frc_bands": {f"{64 * px / hi:.0f}-{64 * px / lo:.0f}A": round(f[lo:hi].mean().item(), 4)
-                          for lo, hi in bands}}
+           "methods": {name: score_real(im, ref, mask, px) for name, im in methods.items()}}
     res["timing"] = timing
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,9 @@ def add_parser(subparsers) -> None:
     src.add_argument("--micrographs", help="micrographs: a STAR with rlnMicrographName or one .mrc")
     a.add_argument("--out", required=True, help="output folder (new; never an input folder)")
     a.add_argument("--model", default=None, help="model folder (default: the model shipped with GenEM)")
-    a.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    a.add_argument("--steps", type=int, default=None,
+                   help="DDIM steps, each one network pass, then the post-processing U-Net (default: the model's "
+                        "default route, for the shipped model 1 step; 10 is the full sampler)")
     a.add_argument("--samples", type=int,
                    help=keyword_help(denoise_particles, "n_samples", "average this many diffusion samples"))
     a.add_argument("--no-postprocess", action="store_true", help="skip the post-processing U-Net")
@@ -168,7 +170,8 @@ def run_apply(args) -> int:
     check_out_dir(args.out, "genem denoise apply", markers=(UNFINISHED_RECORD, "denoise_run.json", OUT_STACK_DIR))
     _threads(args.threads)
     model = Denoiser.load(args.model, device=args.device)
-    kw = dict(steps=args.steps, postprocess=not args.no_postprocess, invert_contrast=args.invert_contrast,
+    kw = dict(steps=args.steps, postprocess=False if args.no_postprocess else None,
+              invert_contrast=args.invert_contrast,
               root=args.root, pixel_size_A=args.pixel_size_A, progress=progress_from_args(args),
               **given(args, "seed", n_samples="samples"))
     if args.particles:

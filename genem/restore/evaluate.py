@@ -23,7 +23,7 @@ from genem.progress import ProgressCallback, report
 
 from .baselines import (best_gaussian_lowpass, fourier_amplitude_oracle, load_topaz, topaz_available,
                         topaz_denoise, wiener_filter_oracle)
-from .model import Denoiser
+from .model import FULL_SAMPLER_STEPS, Denoiser
 from .train import load_training_pairs
 
 
@@ -63,7 +63,9 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
         from genem.io import GenemInputError
 
         raise GenemInputError(data_dirs[0], f"pixel size {px} A differs from the model's {model.pixel_size_A} A")
-    steps = steps or model.default_steps
+    # DDIM steps of the sampler rows: the given ones, else the model's default ones, else (a default route without
+    # diffusion) the full sampler's
+    steps = steps or model.default_steps or FULL_SAMPLER_STEPS
     # the SNR of these particles over the whole box (a simulation's rlnGenemSnr is the SNR inside the particles'
     # masks, higher by about the box-to-particle area ratio)
     res: dict = {"n_particles": int(len(noisy)), "pixel_size_A": px, "box_px": int(noisy.shape[-1]),
@@ -103,12 +105,15 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
 
     d, res["seconds"]["diffusion"] = run(steps=steps, postprocess=False)
     M[f"diffusion_ddim{steps}"] = score(d, clean, px)
+    imgs["GenEM"] = d
     if model.postprocess is not None:
         p, res["seconds"]["diffusion+post"] = run(steps=steps, postprocess=True)
         M[f"diffusion_ddim{steps}+post"] = score(p, clean, px)
         imgs["GenEM"] = p
-    else:
-        imgs["GenEM"] = d
+    if model.default_steps == 0:  # the default route runs no diffusion pass: the post-processor alone
+        g, res["seconds"]["default_route"] = run()
+        M["default_route_post_only"] = score(g, clean, px)
+        imgs["GenEM"] = g
     if n_samples_mean > 1:
         name = f"diffusion_ddim{steps}_mean{n_samples_mean}" + ("_dihedral" if dihedral else "")
         m, res["seconds"]["mean"] = run(steps=steps, postprocess=False, n_samples=n_samples_mean, dihedral=dihedral)
@@ -122,7 +127,7 @@ def evaluate_denoiser(model: Denoiser, data_dirs, out_dir, *, max_particles: int
         M[f"diffusion_ddim{compare_steps}"]["delta_vs_default_steps_dB"] = round(
             M[f"diffusion_ddim{steps}"]["psnr_dB"] - M[f"diffusion_ddim{compare_steps}"]["psnr_dB"], 3)
     imgs["clean"] = clean
-    best = max((k for k in M if k.startswith("diffusion")), key=lambda k: M[k]["psnr_dB"])
+    best = max((k for k in M if k.startswith(("diffusion", "default"))), key=lambda k: M[k]["psnr_dB"])
     base = max(M["gaussian_lowpass_best"]["psnr_dB"], M.get("topaz_unet_L2_best_gain", {}).get("psnr_dB", -1e9))
     res["summary"] = {"best_genem": best, "best_genem_psnr_dB": M[best]["psnr_dB"],
                       "gain_over_best_baseline_dB": round(M[best]["psnr_dB"] - base, 3),

@@ -19,6 +19,8 @@ from .unet import UNet, UNetConfig
 FORMAT = "genem-denoiser-1"
 MAX_UPSAMPLING = 1.5  # refuse images whose pixels are coarser than the model's by more than this factor
 MODEL_FILE = "model.pt"
+PASS_PIXELS = 2 ** 16  # pixels per network call (16 box-64 or 4 box-128 particles): larger calls are slower on CPU
+FULL_SAMPLER_STEPS = 10  # the DDIM steps of the full sampler route (the post-processor was trained on its outputs)
 DEFAULT_MODEL_DIR = Path(__file__).with_name("default_model")
 
 
@@ -33,6 +35,7 @@ class Denoiser:
     box_px: int
     target_scale: float
     default_steps: int = 10
+    default_postprocess: bool = True  # the default route: ``default_steps`` DDIM steps, then the post-processor?
     meta: dict = field(default_factory=dict)
     source: str | None = None  # the model file it was loaded from (not saved)
 
@@ -57,32 +60,60 @@ class Denoiser:
         return max(b, 2 * self.stride)
 
     def to(self, device):
-        self.diffusion.to(device)
-        if self.postprocess is not None:
-            self.postprocess.to(device)
+        """Move the networks to ``device`` in channels-last layout (the faster convolution layout on CPU)."""
+        for net in (self.diffusion, self.postprocess):
+            if net is not None:
+                net.to(device, memory_format=torch.channels_last)
         return self
 
-    @torch.no_grad()
+    def uses_postprocess(self, steps: int | None, postprocess: bool | None) -> bool:
+        """Whether a run applies the post-processor: ``postprocess`` if given; else the default route's choice
+        when ``steps`` is the default, and True for any other step count (the post-processor was trained on
+        sampler outputs). ``steps`` 0 runs no diffusion pass: the post-processor alone, on (noisy, zeros)."""
+        if self.postprocess is None:
+            return False
+        if postprocess is not None:
+            return bool(postprocess)
+        return self.default_postprocess if steps in (None, self.default_steps) else True
+
+    @torch.inference_mode()
     def denoise_normalized(self, noisy: torch.Tensor, *, steps: int | None = None, n_samples: int = 1,
-                           postprocess: bool = True, mode: str = "ddim", eta: float = 0.0,
+                           postprocess: bool | None = None, mode: str = "ddim", eta: float = 0.0,
                            seed: int = 0, seeds=None, dihedral: bool = False) -> torch.Tensor:
         """Denoise RELION-normalised images (B, H, W) at the model's pixel size; returns (B, H, W), same units.
+        ``steps`` / ``postprocess`` default to the model's default route (:meth:`uses_postprocess`).
 
         ``seeds`` (one per image) draws each image's starting noise from its own generator, so an image's result
         does not depend on the batch it is in; otherwise one generator seeded with ``seed`` serves the batch."""
         self.diffusion.eval()
         dev = next(self.diffusion.parameters()).device
         x, (h, w) = pad_to_multiple_2d(noisy.to(dev, torch.float32)[:, None], self.stride)
-        g = torch.Generator().manual_seed(int(seed))
-        init = None
-        if seeds is not None:
-            init = torch.stack([torch.randn((n_samples, 1) + x.shape[-2:], generator=torch.Generator().manual_seed(
-                int(s) % (2 ** 63))) for s in seeds], 1)
-        out = sample_conditional(self.diffusion, self.schedule, x, steps=steps or self.default_steps, mode=mode,
-                                 eta=eta, n_samples=n_samples, generator=g, init_noise=init, dihedral=dihedral)
-        if postprocess and self.postprocess is not None:
+        x = x.contiguous(memory_format=torch.channels_last)
+        post = self.uses_postprocess(steps, postprocess)
+        steps = self.default_steps if steps is None else int(steps)
+        if steps == 0:  # no diffusion pass: the post-processor alone restores, from (noisy, zeros)
+            if not post:
+                raise GenemInputError("arguments", "0 diffusion steps (the post-processor alone) needs the "
+                                                   "post-processing U-Net")
+            out = torch.zeros_like(x)
+        chunk = len(x)
+        if steps > 0:
+            g = torch.Generator().manual_seed(int(seed))
+            init = None
+            if seeds is not None:
+                init = torch.stack([torch.randn((n_samples, 1) + x.shape[-2:], generator=torch.Generator(
+                    ).manual_seed(int(s) % (2 ** 63))) for s in seeds], 1)
+            if mode == "ddim" and eta == 0:  # deterministic given x_T: draw every x_T first, then run in chunks
+                if init is None:  # the draws the sampler would make from ``g``, in its order
+                    init = torch.stack([torch.randn(x.shape, generator=g) for _ in range(n_samples)])
+                chunk = max(1, PASS_PIXELS // (x.shape[-2] * x.shape[-1]))
+            out = torch.cat([sample_conditional(self.diffusion, self.schedule, x[i:i + chunk], steps=steps,
+                                                mode=mode, eta=eta, n_samples=n_samples, generator=g,
+                                                init_noise=None if init is None else init[:, i:i + chunk],
+                                                dihedral=dihedral) for i in range(0, len(x), chunk)])
+        if post:
             self.postprocess.eval()
-            out = self.postprocess(x, out)
+            out = torch.cat([self.postprocess(x[i:i + chunk], out[i:i + chunk]) for i in range(0, len(x), chunk)])
         return (out / self.target_scale)[:, 0, :h, :w]
 
     def weights_digest(self) -> str:
@@ -115,7 +146,7 @@ class Denoiser:
             "schedule": {"kind": self.schedule.kind, "num_train_timesteps": self.schedule.num_train_timesteps,
                          "prediction_type": self.schedule.prediction_type},
             "pixel_size_A": self.pixel_size_A, "box_px": self.box_px, "target_scale": self.target_scale,
-            "default_steps": self.default_steps, "meta": self.meta,
+            "default_steps": self.default_steps, "default_postprocess": self.default_postprocess, "meta": self.meta,
         }
 
     def save(self, folder) -> Path:
@@ -145,7 +176,8 @@ class Denoiser:
             post.load_state_dict(f32(st["postprocess"]["state_dict"]))
         sch = DiffusionSchedule(**st["schedule"])
         return cls(diff.eval(), sch, None if post is None else post.eval(), float(st["pixel_size_A"]),
-                   int(st["box_px"]), float(st["target_scale"]), int(st.get("default_steps", 10)), st.get("meta", {}))
+                   int(st["box_px"]), float(st["target_scale"]), int(st.get("default_steps", 10)),
+                   bool(st.get("default_postprocess", True)), st.get("meta", {}))
 
     @classmethod
     def load(cls, folder=None, device="cpu") -> "Denoiser":

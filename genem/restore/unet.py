@@ -66,13 +66,16 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x, emb):
-        h = self.conv1(F.silu(self.norm1(x)))
+        # without autograd (inference) the element-wise steps work in place on their fresh temporaries: less
+        # memory traffic on CPU; the arithmetic is the same
+        inplace = not torch.is_grad_enabled()
+        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
         h = self.norm2(h)
         if self.film is not None:
             scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
-            h = h * (1 + scale) + shift
-        h = self.conv2(self.drop(F.silu(h)))
-        return h + self.skip(x)
+            h = h.mul_(1 + scale).add_(shift) if inplace else h * (1 + scale) + shift
+        h = self.conv2(self.drop(F.silu(h, inplace=inplace)))
+        return h.add_(self.skip(x)) if inplace else h + self.skip(x)
 
 
 class UNet(nn.Module):

@@ -9,7 +9,7 @@ from genem.cli.main import build_parser, main
     (["translate", "train"], ["(default: 4000)", "(default: 128 px)"]),
     (["translate", "apply"], ["(default: 1024 px)"]),
     (["denoise", "train"], ["(default: 3000)", "(default: 1,2,2)", "(default: 3600)"]),
-    (["denoise", "apply"], ["(default: 64)", "(default: 256 px)"]),
+    (["denoise", "apply"], ["(default: 64)", "(default: 512 px)"]),
     (["evaluate", "denoise"], ["(default: 256)"]),
     (["evaluate", "realism"], ["(default: 64 px)", "(default: 20)"]),
 ])

@@ -47,3 +47,25 @@ def test_default_model_not_worse_than_lowpass_without_ice():
         p_out = psnr(den.denoise_normalized(n, seeds=range(16)), c).mean().item()
         p_lowpass = psnr(best_gaussian_lowpass(n, c)[1], c).mean().item()
         assert p_out > p_lowpass, (snr, p_out, p_lowpass)
+
+
+def _count_passes(den, **kw) -> dict:
+    """Network passes of one denoise_normalized call (forward hooks on both U-Nets)."""
+    calls = {"diffusion": 0, "postprocess": 0}
+    hooks = [getattr(den, k).register_forward_hook(lambda *a, k=k: calls.__setitem__(k, calls[k] + 1))
+             for k in calls]
+    den.denoise_normalized(torch.zeros(2, 64, 64), seeds=range(2), **kw)
+    for h in hooks:
+        h.remove()
+    return calls
+
+
+def test_default_route_is_two_network_passes_and_the_full_sampler_stays_reachable():
+    """The shipped default route: one DDIM step (the clean-image prediction from pure noise) + the post-processor;
+    --steps 10 is the full sampler (10 passes) + post-processor, --steps 0 the post-processor alone."""
+    torch.set_num_threads(1)
+    den = Denoiser.load()
+    assert _count_passes(den) == {"diffusion": 1, "postprocess": 1}
+    assert _count_passes(den, steps=10) == {"diffusion": 10, "postprocess": 1}
+    assert _count_passes(den, steps=0) == {"diffusion": 0, "postprocess": 1}
+    assert _count_passes(den, steps=1, postprocess=False) == {"diffusion": 1, "postprocess": 0}

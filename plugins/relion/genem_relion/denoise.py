@@ -31,7 +31,7 @@ SPEC = ProgramSpec(
         Param("postprocess", "bool", True, "apply the model's post-processing network (yes/no)"),
         Param("batch_size", "int", 64, "images per batch", minimum=1),
         Param("pixel_size", "float", None, "override the input pixel size (A)", minimum=0),
-        Param("tile", "int", 256, "micrograph tile in pixels at the model's pixel size", minimum=32),
+        Param("tile", "int", 512, "micrograph tile in pixels at the model's pixel size", minimum=32),
         Param("seed", "int", 0, "random seed (the same seed gives the same output)"),
     ),
 )
