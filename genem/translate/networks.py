@@ -92,6 +92,14 @@ class Generator(nn.Module):
     def multiple(self) -> int:
         return 2 ** self.config.n_down
 
+    @property
+    def receptive_radius_px(self) -> int:
+        """An upper bound on how far (px) an input pixel reaches in the output: 3 for each 7x7 end, 1 (at that
+        scale) per 3x3 convolution on the way down and in the residual blocks, 2 per upsampling + 3x3 convolution
+        (nearest upsampling shifts by up to one coarse pixel)."""
+        n = self.config.n_down
+        return 3 + (2 ** n - 1) + 2 * self.config.n_blocks * 2 ** n + 2 * (2 ** n - 1) + 3
+
     def _encode(self, x, collect: bool):
         feats = []
         h = F.relu(self.stem(x))
