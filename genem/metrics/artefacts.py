@@ -29,6 +29,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import stats
 
+from genem.ops import fit_background_trend_2d
+
 BANDS_CYCLES_PER_PX = ((0.02, 0.06), (0.06, 0.12), (0.12, 0.25), (0.25, 0.45))
 ANGLE_BIN_DEG = 5.0
 PEAK_FALSE_ALARM = 1e-3   # chance of one false peak per spectrum
@@ -154,16 +156,10 @@ def seam_score(img, segment_px: int = SEAM_SEGMENT_PX) -> float:
     return best
 
 
-def drift_sd(img, block_px: int | None = None) -> float:
-    """Standard deviation of a quadratic surface fitted to the block-averaged micrograph (pixel-sd units)."""
-    x = _normalise(img)
-    h, w = x.shape
-    b = block_px or max(1, min(h, w) // 32)
-    x = x[: h // b * b, : w // b * b].reshape(h // b, b, w // b, b).mean(axis=(1, 3))
-    yy, xx = np.meshgrid(np.linspace(-1, 1, x.shape[0]), np.linspace(-1, 1, x.shape[1]), indexing="ij")
-    basis = np.stack([np.ones_like(xx), xx, yy, xx * yy, xx ** 2, yy ** 2], -1).reshape(-1, 6)
-    coef, *_ = np.linalg.lstsq(basis, x.ravel(), rcond=None)
-    return float((basis @ coef).std())
+def drift_sd(img) -> float:
+    """Standard deviation of the quadratic background (:func:`genem.ops.fit_background_trend_2d`) of the normalised
+    micrograph: a slow trend, in units of the pixel standard deviation."""
+    return float(fit_background_trend_2d(_normalise(img)).std())
 
 
 def detect_artefacts(real_images, candidate_images, *, tile_px: int = 256) -> dict:

@@ -3,6 +3,11 @@ discriminator trained with the least-squares GAN loss (as CUT / CryoGEM use them
 
 The generator has no normalisation layers: its output at a pixel depends only on the pixels around it, never
 on statistics of the whole tile, so a micrograph translated tile by tile with overlap shows no seams.
+
+Its resampling is anti-aliased (``GeneratorConfig.antialias``): a [1, 2, 1] binomial blur before each stride-2
+convolution and bilinear upsampling. Without it (nearest upsampling, plain strided convolutions; models saved
+before the option existed) the output depends on the pixel position modulo the stride, which shows as isolated
+spectral peaks at 1/4 and 1/2 cycles/px and directional texture (``genem.metrics.artefacts`` finds both).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class GeneratorConfig(Config):
     base_channels: int = 16   # channels after the stem; doubled at each downsampling
     n_down: int = 2           # stride-2 stages (output size must be divisible by 2**n_down; apply pads)
     n_blocks: int = 4         # residual blocks at the lowest resolution
+    antialias: bool = True    # binomial blur before each stride-2 convolution, bilinear (not nearest) upsampling
 
     def __post_init__(self):
         if self.base_channels < 1 or self.n_down < 0 or self.n_blocks < 0:
@@ -40,6 +46,11 @@ class DiscriminatorConfig(Config):
             raise ValueError(f"invalid discriminator config {self}")
 
 
+def saved_generator_config(d: dict) -> dict:
+    """A saved generator configuration as written: one from before ``antialias`` existed had none."""
+    return {"antialias": False, **d}
+
+
 class ResBlock(nn.Module):
     def __init__(self, c: int):
         super().__init__()
@@ -48,6 +59,20 @@ class ResBlock(nn.Module):
 
     def forward(self, x):
         return x + self.c2(F.relu(self.c1(x)))
+
+
+class Blur(nn.Module):
+    """Depthwise [1, 2, 1] x [1, 2, 1] / 16 blur (reflect-padded), the low-pass before a stride-2 step."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (torch.outer(k, k) / 16).expand(c, 1, 3, 3).contiguous(), persistent=False)
+        self.padding_mode = "reflect"
+
+    def forward(self, x):
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect") if self.padding_mode == "reflect" else F.pad(x, (1, 1, 1, 1))
+        return F.conv2d(x, self.kernel, groups=x.shape[1])
 
 
 class Generator(nn.Module):
@@ -67,7 +92,8 @@ class Generator(nn.Module):
         self.stem = nn.Conv2d(1, c, 7, padding=3, padding_mode="reflect")
         downs, ch = [], c
         for _ in range(config.n_down):
-            downs.append(nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, padding_mode="reflect"))
+            conv = nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, padding_mode="reflect")
+            downs.append(nn.Sequential(Blur(ch), conv) if config.antialias else conv)
             ch *= 2
         self.downs = nn.ModuleList(downs)
         self.blocks = nn.ModuleList(ResBlock(ch) for _ in range(config.n_blocks))
@@ -94,11 +120,12 @@ class Generator(nn.Module):
 
     @property
     def receptive_radius_px(self) -> int:
-        """An upper bound on how far (px) an input pixel reaches in the output: 3 for each 7x7 end, 1 (at that
-        scale) per 3x3 convolution on the way down and in the residual blocks, 2 per upsampling + 3x3 convolution
-        (nearest upsampling shifts by up to one coarse pixel)."""
+        """How far (px) an input pixel reaches in the output: 3 for each 7x7 end, 1 (at that scale) per 3x3
+        convolution on the way down and in the residual blocks, 2 per upsampling + 3x3 convolution (nearest
+        upsampling shifts by up to one coarse pixel), 1 more per blur and per bilinear upsampling."""
         n = self.config.n_down
-        return 3 + (2 ** n - 1) + 2 * self.config.n_blocks * 2 ** n + 2 * (2 ** n - 1) + 3
+        aa = (2 ** n - 1) if self.config.antialias else 0  # one more pixel per blur and per bilinear step
+        return 3 + (2 ** n - 1) + aa + 2 * self.config.n_blocks * 2 ** n + 2 * (2 ** n - 1) + aa + 3
 
     def _encode(self, x, collect: bool):
         feats = []
@@ -121,7 +148,9 @@ class Generator(nn.Module):
     def forward(self, x_b1hw: torch.Tensor) -> torch.Tensor:
         h, _ = self._encode(x_b1hw, False)
         for u in self.ups:
-            h = F.relu(u(F.interpolate(h, scale_factor=2, mode="nearest")))
+            up = (F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False) if self.config.antialias
+                  else F.interpolate(h, scale_factor=2, mode="nearest"))
+            h = F.relu(u(up))
         return self.head(h)
 
 

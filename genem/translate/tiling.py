@@ -35,7 +35,7 @@ def inference_generator(generator: torch.nn.Module, context_px: int) -> torch.nn
     g = copy.deepcopy(generator).eval()
     if context_px >= getattr(generator, "receptive_radius_px", math.inf):
         for mod in g.modules():
-            if isinstance(mod, torch.nn.Conv2d):
+            if hasattr(mod, "padding_mode"):  # convolutions and blurs
                 mod.padding_mode = "zeros"
     return g.to(memory_format=torch.channels_last)
 

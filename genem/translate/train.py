@@ -30,7 +30,8 @@ from genem.progress import ProgressCallback, report
 from .data import (RealMicrograph, expand_real_paths, load_simulated_set, prepare_real_micrograph,
                    sample_tiles)
 from .model import FORMAT, MODEL_FILE, checkpoint_paths, save_model
-from .networks import DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, lsgan_loss
+from .networks import (DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, lsgan_loss,
+                       saved_generator_config)
 from .patchnce import PatchProjector, compute_patchnce_loss
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
         if not cfg_path.exists():
             raise GenemInputError(out_dir, "nothing to resume (no config.json)")
         saved = json.loads(cfg_path.read_text())
+        saved["config"]["generator"] = saved_generator_config(saved["config"].get("generator", {}))
         config = TranslateTrainConfig.from_dict(saved["config"], cfg_path).replace(steps=config.steps)
         simulated_dir = saved["simulated"]
         real = saved["real"]
