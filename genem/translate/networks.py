@@ -24,9 +24,9 @@ from genem.config import Config
 class GeneratorConfig(Config):
     config_name = "generator config"
 
-    base_channels: int = 16   # channels after the stem; doubled at each downsampling
+    base_channels: int = 8    # channels after the stem; doubled at each downsampling
     n_down: int = 2           # stride-2 stages (output size must be divisible by 2**n_down; apply pads)
-    n_blocks: int = 4         # residual blocks at the lowest resolution
+    n_blocks: int = 3         # residual blocks at the lowest resolution
     antialias: bool = True    # binomial blur before each stride-2 convolution, bilinear (not nearest) upsampling
 
     def __post_init__(self):
