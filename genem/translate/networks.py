@@ -4,10 +4,13 @@ discriminator trained with the least-squares GAN loss (as CUT / CryoGEM use them
 The generator has no normalisation layers: its output at a pixel depends only on the pixels around it, never
 on statistics of the whole tile, so a micrograph translated tile by tile with overlap shows no seams.
 
-Its resampling is anti-aliased (``GeneratorConfig.antialias``): a [1, 2, 1] binomial blur before each stride-2
-convolution and bilinear upsampling. Without it (nearest upsampling, plain strided convolutions; models saved
-before the option existed) the output depends on the pixel position modulo the stride, which shows as isolated
-spectral peaks at 1/4 and 1/2 cycles/px and directional texture (``genem.metrics.artefacts`` finds both).
+Full-resolution detail has its own path (``GeneratorConfig.skip``): G(x) = x + head(decoder + stem features), so
+fine-grained noise is shaped from the input at full resolution. Without it (models saved before the option
+existed) every output pixel comes out of the 1/4-resolution core through two upsamplings: the only way to make the
+fine noise of a real micrograph is to let the upsampling convolutions invent it, and their output depends on the
+pixel position modulo the stride: isolated spectral peaks at 1/4 and 1/2 cycles/px and directional texture, which
+``genem.metrics.artefacts`` finds. The resampling is anti-aliased too (``antialias``): a [1, 2, 1] binomial blur
+before each stride-2 convolution, bilinear upsampling.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class GeneratorConfig(Config):
     n_down: int = 2           # stride-2 stages (output size must be divisible by 2**n_down; apply pads)
     n_blocks: int = 3         # residual blocks at the lowest resolution
     antialias: bool = True    # binomial blur before each stride-2 convolution, bilinear (not nearest) upsampling
+    skip: bool = True         # full-resolution path: stem features added before the head, output = input + head
 
     def __post_init__(self):
         if self.base_channels < 1 or self.n_down < 0 or self.n_blocks < 0:
@@ -48,7 +52,7 @@ class DiscriminatorConfig(Config):
 
 def saved_generator_config(d: dict) -> dict:
     """A saved generator configuration as written: one from before ``antialias`` existed had none."""
-    return {"antialias": False, **d}
+    return {"antialias": False, "skip": False, **d}
 
 
 class ResBlock(nn.Module):
@@ -76,7 +80,8 @@ class Blur(nn.Module):
 
 
 class Generator(nn.Module):
-    """ResNet-style encoder / residual core / decoder, 1 channel in and out, predicting a residual: G(x) = x + r(x).
+    """ResNet-style encoder / residual core / decoder, 1 channel in and out, predicting a residual: G(x) = x + r(x)
+    (with ``skip``; r also sees the stem's full-resolution features).
 
     Starting at the identity (small output layer) gives the discriminator something close to the data from the
     first step, so a CPU-sized run learns quickly instead of first having to grow its output scale.
@@ -113,6 +118,8 @@ class Generator(nn.Module):
         for b in self.blocks:  # residual blocks start close to the identity
             nn.init.normal_(b.c2.weight, 0.0, 0.01)
         nn.init.kaiming_normal_(self.head.weight, nonlinearity="linear")
+        if config.skip:  # start at the identity: G(x) = x + (small)
+            nn.init.normal_(self.head.weight, 0.0, 1e-3)
 
     @property
     def multiple(self) -> int:
@@ -146,11 +153,13 @@ class Generator(nn.Module):
         return self._encode(x_b1hw, True)[1]
 
     def forward(self, x_b1hw: torch.Tensor) -> torch.Tensor:
-        h, _ = self._encode(x_b1hw, False)
+        h, feats = self._encode(x_b1hw, False)
         for u in self.ups:
             up = (F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False) if self.config.antialias
                   else F.interpolate(h, scale_factor=2, mode="nearest"))
             h = F.relu(u(up))
+        if self.config.skip:
+            return x_b1hw + self.head(h + feats[0])
         return self.head(h)
 
 
