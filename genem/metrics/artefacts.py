@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import stats
 
-from genem.ops import fit_background_trend_2d
+from genem.ops import fit_background_trend_2d, normalize_image_2d
 
 BANDS_CYCLES_PER_PX = ((0.02, 0.06), (0.06, 0.12), (0.12, 0.25), (0.25, 0.45))
 ANGLE_BIN_DEG = 5.0
@@ -53,8 +53,7 @@ class ArtefactFinding:
 
 
 def _normalise(img) -> np.ndarray:
-    x = np.asarray(img, np.float64)
-    return (x - x.mean()) / max(x.std(), 1e-12)
+    return normalize_image_2d(np.asarray(img, np.float64))[0]
 
 
 def _tiles(images, tile_px: int):
@@ -88,8 +87,7 @@ def tile_power_spectra(images, tile_px: int) -> tuple[np.ndarray, np.ndarray]:
     w = np.hanning(tile_px)
     total, sectors = np.zeros((tile_px, tile_px)), []
     for t in _tiles(images, tile_px):
-        t = t - t.mean(axis=(1, 2), keepdims=True)
-        t = t / np.maximum(t.std(axis=(1, 2), keepdims=True), 1e-12)
+        t = normalize_image_2d(t)[0]
         p = np.fft.fftshift(np.abs(np.fft.fft2(t * np.outer(w, w))) ** 2 / tile_px ** 2, axes=(-2, -1))
         total += p.sum(axis=0)
         flat = p.reshape(len(p), -1)[:, keep]
