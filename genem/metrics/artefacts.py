@@ -107,10 +107,14 @@ def _polar(tile_px: int):
 
 def angular_profiles(sectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """From per-tile sector powers (n, bands, sectors): log10 of each sector's mean power over its band's median
-    sector, and the standard error of that log10 (from the spread over tiles)."""
+    sector, and the standard error of that log10 (from the spread over tiles). A band with an empty sector (small
+    tiles: too few frequencies at low radius) is not measured: 0 with an infinite standard error."""
     m = sectors.mean(axis=0)
     se = sectors.std(axis=0, ddof=1) / np.sqrt(len(sectors)) if len(sectors) > 1 else np.full_like(m, np.inf)
-    return np.log10(np.maximum(m, 1e-30) / np.median(m, axis=1, keepdims=True)), se / (m * np.log(10))
+    empty = (m <= 0).any(axis=1)
+    m[empty] = 1.0
+    se = np.where(empty[:, None], np.inf, se / (m * np.log(10)))
+    return np.log10(m / np.median(m, axis=1, keepdims=True)), se
 
 
 def spectral_peaks(spectrum: np.ndarray) -> np.ndarray:
