@@ -208,19 +208,15 @@ def detect_artefacts(real_images, candidate_images, *, tile_px: int = 256) -> di
         "periodic_pattern", bool(new.any()), value, float(peaks_r.max()), float(thr),
         f"{int(new.sum()) // 2} isolated spectral peak(s) absent from the real spectrum{where}"))
 
-    s_r = max(seam_score(i) for i in real_images)
-    s_c = max(seam_score(i) for i in candidate_images)
-    thr_s = max(SEAM_MIN_Z, 1.5 * s_r)
-    findings.append(ArtefactFinding(
-        "tiling_seams", bool(s_c > thr_s), s_c, s_r, thr_s,
-        "largest robust z of one row or column (intensity step or texture across it) against the others"))
-
-    d_r = max(drift_sd(i) for i in real_images)
-    d_c = max(drift_sd(i) for i in candidate_images)
-    thr_d = max(DRIFT_MIN_SD, 2.0 * d_r)
-    findings.append(ArtefactFinding(
-        "intensity_drift", bool(d_c > thr_d), d_c, d_r, thr_d,
-        "sd of a quadratic background surface (pixel sd units), largest over micrographs"))
+    for name, measure, floor, factor, what in (
+            ("tiling_seams", seam_score, SEAM_MIN_Z, 1.5,
+             "largest robust z of one row or column (intensity step or texture across it) against the others"),
+            ("intensity_drift", drift_sd, DRIFT_MIN_SD, 2.0,
+             "sd of a quadratic background surface (pixel sd units), largest over micrographs")):
+        v_r = max(measure(i) for i in real_images)
+        v_c = max(measure(i) for i in candidate_images)
+        thr_v = max(floor, factor * v_r)
+        findings.append(ArtefactFinding(name, bool(v_c > thr_v), v_c, v_r, thr_v, what))
 
     return {"artefacts": [f.name for f in findings if f.flagged], "findings": [asdict(f) for f in findings],
             "radial_log10_ratio": radial_band_log10_ratio(spec_c, spec_r), "tile_px": t,
