@@ -82,7 +82,7 @@ def run(args):
     sources, whole = {}, {}
     for spec in args.synthetic:
         name, files, px = _synthetic_files(spec)
-        tiles = []
+        tiles, images = [], []
         files = files[: args.max_micrographs]
         for k, f in enumerate(files):
             report(progress, f"read {name}", k, len(files), "mic")
@@ -94,17 +94,17 @@ def run(args):
                 pixel = px_here
             elif abs(px_here - pixel) > 0.01 * pixel:
                 raise GenemInputError(f, f"pixel size {px_here:.4g} A differs from the other synthetic sets' {pixel:.4g} A")
-            tiles.append(grid_tiles(prepare_simulated_micrograph(img), t))
-            if not args.no_artefacts:
-                whole.setdefault(name, []).append(prepare_simulated_micrograph(img))
+            images.append(prepare_simulated_micrograph(img))
+            tiles.append(grid_tiles(images[-1], t))
+            if args.no_artefacts:
+                images.clear()
         report(progress, f"read {name}", len(files), len(files), "mic")
         tiles = np.concatenate(tiles)
         if len(tiles) < 4:
             raise GenemInputError(spec, f"fewer than 4 tiles of {t} px")
         if name in synth:
-            whole[f"{name}_{len(synth)}"] = whole.pop(name, None)
             name = f"{name}_{len(synth)}"
-        synth[name] = tiles
+        synth[name], whole[name] = tiles, images
         sources[name] = [str(f) for f in files]
     real_tiles, real_whole = [], []
     for k, f in enumerate(real_files):
