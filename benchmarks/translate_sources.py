@@ -19,8 +19,8 @@ detector MTF), simulate a training set (seed 1) and an evaluation set (seed 2), 
 ``--quick`` adds ``--time-limit-min``), translate the evaluation set, and run ``genem evaluate realism`` (3 seeds,
 stronger classifier, artefacts) of the held-out real set against the Gaussian simulation, the mode's own
 simulation and its translation. Targets (issue 20): RAPS distance cut >= 70 % against the Gaussian simulation,
-stronger-classifier C2ST <= 0.65 (every seed), no artefact. DIR/report.json, DIR/report.md, DIR/<source>_<mode>.png.
-Re-running into the same DIR skips finished steps.
+stronger-classifier C2ST <= 0.65 (every seed), no artefact. DIR/report.json, DIR/report.md,
+DIR/<source>_<mode>_{spectra,before_after}.png. Re-running into the same DIR skips finished steps.
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -51,7 +53,7 @@ SOURCES = {
     "10028": dict(real=[f"micrographs/cryoppp_10028/train/images/06{i}_10028.png" for i in (1, 2, 3, 4)],
                   real_px=5.36, eval_real=["micrographs/cryoppp_10028/valid/images/065_10028.png"],
                   sim=["--structure", "maps/aspire/clean70SRibosome_vol_65p.mrc", "--map-pixel-size-A", "9.77",
-                       "--pixel-size-A", "10.72", "--micrograph-size", "512", "--particles", "83", "--box", "32"],
+                       "--pixel-size-A", "10.72", "--micrograph-size", "512", "--particles", "75", "--box", "32"],
                   physics=["--noise-mode", "poisson", "--dose", "20", "--detector-mtf", "mtf/mtf_falcon2_300kV.star"]),
 }
 GAUSSIAN = ["--noise-mode", "snr", "--snr", "0.1"]
@@ -81,13 +83,21 @@ def simulate(out: Path, src: dict, mode: str, seed: int, n: int, env, logf) -> P
     return out
 
 
+def simulations(d: Path, source: str, mode: str, env) -> dict:
+    """{mode: (training set, evaluation set)} for the Gaussian mode and ``mode`` (made when missing)."""
+    logf = d / source / "simulate.log"
+    logf.parent.mkdir(parents=True, exist_ok=True)
+    return {m: (simulate(d / source / m / "sim_train", SOURCES[source], m, 1, 6, env, logf),
+                simulate(d / source / m / "sim_eval", SOURCES[source], m, 2, 3, env, logf))
+            for m in sorted({"gaussian", mode})}
+
+
 def run_one(source: str, mode: str, d: Path, a, env) -> dict:
     src = SOURCES[source]
     w = d / source / mode
     w.mkdir(parents=True, exist_ok=True)
     logf = w / "commands.log"
-    sims = {m: (simulate(d / source / m / "sim_train", src, m, 1, 6, env, logf),
-                simulate(d / source / m / "sim_eval", src, m, 2, 3, env, logf)) for m in {"gaussian", mode}}
+    sims = simulations(d, source, mode, env)
     real = [DATA / p for p in src["real"]]
     model = w / "model"
     px = ["--real-pixel-size-A", src["real_px"]] if src["real_px"] else []
@@ -115,8 +125,40 @@ def run_one(source: str, mode: str, d: Path, a, env) -> dict:
     return summarise(source, mode, w, model, report, train_s)
 
 
+def figure_before_after(path: Path, rep: dict, mode: str, crop_px: int = 256) -> None:
+    """Real (held-out) | Gaussian simulation | [mode's simulation] | translated: one crop each, same display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sys.path.insert(0, str(REPO))
+    from genem.translate.data import prepare_real_micrograph, prepare_simulated_micrograph, read_micrograph_any
+
+    px = rep["pixel_size_A"]
+    panels = [("real (held out)", prepare_real_micrograph(rep["real"][0], px,
+                                                          pixel_size_A=rep.get("real_pixel_size_A")).image)]
+    for name, files in rep["synthetic_sources"].items():
+        panels.append((name, prepare_simulated_micrograph(read_micrograph_any(files[0])[0])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
+    for ax, (name, img) in zip(axes, panels):
+        c = min(crop_px, *img.shape)
+        t = img[:c, :c]
+        lo, hi = np.percentile(t, [1, 99])
+        ax.imshow(t, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{path.stem}: {c} px crops at {px:.3g} A/px", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def summarise(source, mode, w, model, report, train_s) -> dict:
     rep = json.loads(report.read_text())
+    if SOURCES[source]["real_px"] and SOURCES[source]["eval_real"] != "heldout":
+        rep["real_pixel_size_A"] = SOURCES[source]["real_px"]
     meta = json.loads((model / "model.json").read_text())
     g, t = rep["synthetic"]["gaussian"], rep["synthetic"]["translated"]
     cut = 1 - t["raps_distance_log10"] / g["raps_distance_log10"]
@@ -131,7 +173,8 @@ def summarise(source, mode, w, model, report, train_s) -> dict:
     row["pass"] = {"raps_cut": cut >= TARGETS["raps_cut"],
                    "c2st_strong": t["c2st_strong"]["max"] <= TARGETS["c2st_strong_max"],
                    "no_artefacts": not t["artefacts"]["artefacts"]}
-    shutil.copy(report.with_suffix(".png"), w.parent.parent / f"{source}_{mode}.png")
+    shutil.copy(report.with_suffix(".png"), w.parent.parent / f"{source}_{mode}_spectra.png")
+    figure_before_after(w.parent.parent / f"{source}_{mode}_before_after.png", rep, mode)
     return row
 
 
@@ -175,6 +218,8 @@ def main(argv=None):
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     todo = [tuple(r.split("/")) for r in a.runs.split(",")] if a.runs else \
         [(s, m) for s in a.sources.split(",") for m in a.modes.split(",")]
+    for s, m in todo:  # every simulation first, one at a time (runs share the Gaussian ones)
+        simulations(d, s, m, env)
     with ThreadPoolExecutor(a.jobs) as pool:
         futures = {pool.submit(run_one, s, m, d, a, env): (s, m) for s, m in todo}
         rows = []
