@@ -178,6 +178,10 @@ def summarise(source, mode, w, model, report, train_s) -> dict:
     return row
 
 
+def verdict(passed: dict) -> str:
+    return "yes" if all(passed.values()) else "no: " + ", ".join(k for k, v in passed.items() if not v)
+
+
 def write_report(d: Path, rows: list[dict], a) -> None:
     lines = ["| source | input | steps (best) | RAPS gaussian -> translated (cut) | strong C2ST gaussian | "
              "strong C2ST translated (seeds) | artefacts translated | pass |", "|---" * 8 + "|"]
@@ -187,7 +191,7 @@ def write_report(d: Path, rows: list[dict], a) -> None:
         lines.append(f"| {r['source']} | {r['mode']} | {r['train_steps']} ({r['best_validated_step']}) | "
                      f"{r['raps']['gaussian']:.3f} -> {r['raps']['translated']:.3f} ({100 * r['raps_cut']:.0f} %) | "
                      f"{s['gaussian']['mean']:.2f} | {acc} | {', '.join(r['artefacts']['translated']) or 'none'} | "
-                     f"{'yes' if all(r['pass'].values()) else 'no: ' + ', '.join(k for k, v in r['pass'].items() if not v)} |")
+                     f"{verdict(r['pass'])} |")
     md = "\n".join(lines) + "\n"
     (d / "report.md").write_text(md)
     (d / "report.json").write_text(json.dumps({"budget": "quick" if a.quick else "full", "targets": TARGETS,

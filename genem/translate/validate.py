@@ -108,7 +108,8 @@ class BestValidated:
 
     def record(self, step: int, scores: dict, seconds: float, generator) -> None:
         with open(self.log, "a") as f:
-            f.write("\t".join([str(step)] + [f"{scores[k]:.6g}" for k in VAL_COLUMNS[1:-1]] + [f"{seconds:.2f}"]) + "\n")
+            cells = [str(step)] + [f"{scores[k]:.6g}" for k in VAL_COLUMNS[1:-1]] + [f"{seconds:.2f}"]
+            f.write("\t".join(cells) + "\n")
         if scores["val_score"] < self.best_score:
             self.best_score, self.best_step, self.since_best = scores["val_score"], step, 0
             with atomic_path(self.path) as tmp:
