@@ -116,6 +116,15 @@ class Ranks:
         merged = {k: v for part in gathered for k, v in part.items()}
         return [merged[i] for i in range(n_chunks)]
 
+    def from_writer(self, value):
+        """Rank 0's ``value`` (any picklable object) on every rank: a decision taken by rank 0 alone, such as
+        stopping early, must be the same on all ranks or the others wait forever in the next collective."""
+        if not self.parallel:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, 0)
+        return box[0]
+
     def barrier(self) -> None:
         if self.parallel:
             dist.barrier()

@@ -56,6 +56,14 @@ def add_parser(sub):
     t.add_argument("--holdout-fraction", type=float,
                    help=train_help("holdout_fraction", "right-hand strip of each real micrograph kept out of training "
                                                        "(saved under heldout/)"))
+    t.add_argument("--val-fraction", type=float,
+                   help=train_help("val_fraction", "validation: whole micrographs when there are several, else a strip "
+                                                   "beside the held-out one (0 = no validation, no early stop)"))
+    t.add_argument("--val-every", type=int, help=train_help("val_every", "steps between validations"))
+    t.add_argument("--patience", type=int,
+                   help=train_help("patience", "stop after this many validations without a better score"))
+    t.add_argument("--time-limit-min", type=float,
+                   help=train_help("time_limit_min", "stop after this many minutes (the best-validated model is kept)"))
     t.add_argument("--max-micrographs", type=int, help="use only the first N simulated micrographs")
     t.add_argument("--checkpoint-every", type=int, help=train_help("checkpoint_every"))
     t.add_argument("--grid-every", type=int,
@@ -86,7 +94,7 @@ def add_parser(sub):
 # flags whose dest is a TranslateTrainConfig field
 TRAIN_FIELDS = ("steps", "tile_px", "batch_size", "lr", "lambda_gan", "lambda_nce", "nce_temperature", "nce_patches",
                 "holdout_fraction", "real_pixel_size_A", "max_micrographs", "checkpoint_every", "grid_every",
-                "log_every", "seed", "ema_decay")
+                "log_every", "seed", "ema_decay", "val_fraction", "val_every", "patience", "time_limit_min")
 
 
 def run_train(args):

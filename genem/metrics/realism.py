@@ -95,6 +95,55 @@ def histogram_distance(real_tiles: np.ndarray, synthetic_tiles: np.ndarray, binn
     return float(np.mean(out))
 
 
+def tile_features(tiles: np.ndarray, n_bands: int = 8) -> np.ndarray:
+    """Per-tile summary features (n, n_bands + 4): log10 power of the normalised tile in ``n_bands`` log-spaced
+    frequency bands, the standard deviation after 2x and 4x binning, skewness and excess kurtosis."""
+    t = normalize_tiles(tiles).astype(np.float64)
+    freq, raps = compute_raps_2d(t)
+    edges = np.geomspace(freq[1], freq[-1] + 1e-9, n_bands + 1)
+    band = np.clip(np.searchsorted(edges, freq[1:], side="right") - 1, 0, n_bands - 1)
+    counts = np.maximum(np.bincount(band, minlength=n_bands), 1)
+    power = np.stack([np.bincount(band, r[1:], minlength=n_bands) for r in raps]) / counts
+    b2, b4 = _bin_tiles(t, 2), _bin_tiles(t, 4)
+    flat = t.reshape(len(t), -1)
+    skew = (flat ** 3).mean(axis=1)
+    kurt = (flat ** 4).mean(axis=1) - 3.0
+    return np.column_stack([np.log10(power + 1e-12), b2.std(axis=(1, 2)), b4.std(axis=(1, 2)), skew, kurt])
+
+
+def feature_c2st_accuracy(real_tiles: np.ndarray, synthetic_tiles: np.ndarray, *, seed: int = 0,
+                          l2: float = 1e-2) -> float:
+    """A cheap classifier two-sample test: L2-regularised logistic regression on :func:`tile_features`, two-fold
+    cross-validated on a balanced, seeded split; mean held-out accuracy (0.5 = indistinguishable). Milliseconds:
+    the validation score during translator training uses it."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(seed)
+    n = min(len(real_tiles), len(synthetic_tiles))
+    if n < 4:
+        raise ValueError(f"feature_c2st needs at least 4 tiles per class, got {n}")
+    x = np.concatenate([tile_features(np.asarray(real_tiles)[rng.permutation(len(real_tiles))[:n]]),
+                        tile_features(np.asarray(synthetic_tiles)[rng.permutation(len(synthetic_tiles))[:n]])])
+    y = np.concatenate([np.ones(n), np.zeros(n)])
+    folds = np.concatenate([rng.permutation(n) % 2, rng.permutation(n) % 2])
+    acc = []
+    for k in (0, 1):
+        tr, te = folds != k, folds == k
+        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-9
+        a, b = (x[tr] - mu) / sd, (x[te] - mu) / sd
+        a1 = np.column_stack([a, np.ones(len(a))])
+
+        def loss(w, a1=a1, yt=y[tr]):
+            z = a1 @ w
+            p = 1 / (1 + np.exp(-z))
+            return (np.logaddexp(0, z) - yt * z).mean() + l2 * (w[:-1] ** 2).sum(), \
+                a1.T @ (p - yt) / len(yt) + 2 * l2 * np.append(w[:-1], 0.0)
+
+        w = minimize(loss, np.zeros(a1.shape[1]), jac=True, method="L-BFGS-B").x
+        acc.append(float((((np.column_stack([b, np.ones(len(b))]) @ w) > 0) == y[te]).mean()))
+    return float(np.mean(acc))
+
+
 class TileClassifier(nn.Module):
     """Small CNN: real (1) vs synthetic (0) for one tile."""
 
@@ -169,26 +218,72 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x
 
 
+#: the stronger classifier: twice the width (four times the capacity) and three times the epochs of the default
+STRONG_C2ST = {"width": 32, "epochs_factor": 3}
+N_BANDS = 6
+
+
+def band_spectra(real_tiles: np.ndarray, synthetic_tiles: np.ndarray, n_bands: int = N_BANDS,
+                 pixel_size_A: float | None = None) -> list[dict]:
+    """Per frequency band (log-spaced from the first ring to Nyquist): mean log10 power of real and synthetic
+    tiles and their difference (decades; > 0: the synthetic set has more power there)."""
+    f, a = mean_log_raps(real_tiles)
+    _, b = mean_log_raps(synthetic_tiles)
+    f, a, b = f[1:], a[1:], b[1:]
+    edges = np.geomspace(f[0], f[-1] * (1 + 1e-9), n_bands + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (f >= lo) & (f < hi) if hi < edges[-1] else (f >= lo)
+        row = {"cycles_per_px": [float(lo), float(hi)], "real_log10": float(a[sel].mean()),
+               "synthetic_log10": float(b[sel].mean()), "difference_log10": float((b[sel] - a[sel]).mean())}
+        if pixel_size_A:
+            row["resolution_A"] = [float(pixel_size_A / hi), float(pixel_size_A / lo)]
+        out.append(row)
+    return out
+
+
+def _spread(values: list[float]) -> dict:
+    return {"accuracy": values, "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "max": float(np.max(values))}
+
+
 def evaluate_realism(real_tiles: np.ndarray, synthetic: dict[str, np.ndarray], *, seed: int = 0,
-                     c2st_epochs: int = 20, progress: ProgressCallback | None = None) -> dict:
-    """All three measures for each named synthetic tile set against the real tiles; ``progress`` hears the
-    classifier's epochs (task ``c2st NAME``)."""
-    out = {"n_real_tiles": int(len(real_tiles)), "tile_px": int(real_tiles.shape[-1]), "synthetic": {}}
+                     c2st_epochs: int = 20, n_seeds: int = 1, strong: bool = True, pixel_size_A: float | None = None,
+                     progress: ProgressCallback | None = None) -> dict:
+    """All measures for each named synthetic tile set against the real tiles; ``progress`` hears the classifiers'
+    epochs (task ``c2st NAME`` / ``c2st-strong NAME``).
+
+    Per set: ``raps_distance_log10``, ``histogram_distance_w1``, ``c2st_accuracy`` (the default classifier,
+    first seed), ``c2st`` and, with ``strong``, ``c2st_strong`` (``STRONG_C2ST``: wider, trained longer): the
+    accuracies over ``n_seeds`` seeds (``seed``, ``seed + 1``, ...; each seed also redraws the train / test
+    split) with mean, sd and max; ``bands``: per-band spectra (:func:`band_spectra`)."""
+    seeds = [seed + k for k in range(max(1, n_seeds))]
+    out = {"n_real_tiles": int(len(real_tiles)), "tile_px": int(real_tiles.shape[-1]), "seeds": seeds,
+           "strong_c2st": {"width": STRONG_C2ST["width"], "epochs": c2st_epochs * STRONG_C2ST["epochs_factor"]}
+           if strong else None, "synthetic": {}}
     for name, tiles in synthetic.items():
-        c2st = c2st_accuracy(real_tiles, tiles, seed=seed, epochs=c2st_epochs, progress=progress,
-                             task=f"c2st {name}")
-        out["synthetic"][name] = {
+        runs = [c2st_accuracy(real_tiles, tiles, seed=s, epochs=c2st_epochs, progress=progress,
+                              task=f"c2st {name}") for s in seeds]
+        row = {
             "n_tiles": int(len(tiles)),
             "raps_distance_log10": raps_distance(real_tiles, tiles),
             "histogram_distance_w1": histogram_distance(real_tiles, tiles),
-            "c2st_accuracy": c2st["accuracy"],
-            "c2st_n_test": c2st["n_test"],
+            "c2st_accuracy": runs[0]["accuracy"],
+            "c2st_n_test": runs[0]["n_test"],
+            "c2st": _spread([r["accuracy"] for r in runs]),
         }
+        if strong:
+            row["c2st_strong"] = _spread([c2st_accuracy(
+                real_tiles, tiles, seed=s, epochs=c2st_epochs * STRONG_C2ST["epochs_factor"],
+                width=STRONG_C2ST["width"], progress=progress, task=f"c2st-strong {name}")["accuracy"] for s in seeds])
+        row["bands"] = band_spectra(real_tiles, tiles, pixel_size_A=pixel_size_A)
+        out["synthetic"][name] = row
     return out
 
 
 def plot_raps(path, real_tiles: np.ndarray, synthetic: dict[str, np.ndarray], pixel_size_A: float | None = None):
-    """Write a PNG of the mean log power spectra (real and each synthetic set)."""
+    """Write a PNG: the mean log power spectra (real and each synthetic set) and, below, each set's per-band
+    difference from real (:func:`band_spectra`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,15 +291,28 @@ def plot_raps(path, real_tiles: np.ndarray, synthetic: dict[str, np.ndarray], pi
 
     from genem.io import atomic_path
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(6, 6.4), gridspec_kw={"height_ratios": [3, 2]})
+    unit = "1/A" if pixel_size_A else "cycles/pixel"
     for name, tiles, style in [("real", real_tiles, "k-")] + [(k, v, "-") for k, v in synthetic.items()]:
         f, lr = mean_log_raps(tiles)
         x = f[1:] / pixel_size_A if pixel_size_A else f[1:]
         ax.plot(x, lr[1:], style, label=name, lw=1.2)
-    ax.set_xlabel("spatial frequency (1/A)" if pixel_size_A else "spatial frequency (cycles/pixel)")
+    width = 0.8 / max(len(synthetic), 1)
+    for k, (name, tiles) in enumerate(synthetic.items()):
+        bands = band_spectra(real_tiles, tiles)
+        bx.bar(np.arange(len(bands)) + (k - (len(synthetic) - 1) / 2) * width,
+               [b["difference_log10"] for b in bands], width, label=name)
+    scale = 1 / pixel_size_A if pixel_size_A else 1.0
+    bx.set_xticks(range(len(bands)), [f"{b['cycles_per_px'][0] * scale:.3g}-{b['cycles_per_px'][1] * scale:.3g}"
+                                      for b in bands], fontsize=7)
+    bx.axhline(0, color="k", lw=0.8)
+    bx.set_xlabel(f"frequency band ({unit})")
+    bx.set_ylabel("log10 power - real")
+    ax.set_xlabel(f"spatial frequency ({unit})")
     ax.set_ylabel("log10 power (tiles normalised)")
     ax.legend()
     ax.grid(alpha=0.3)
+    bx.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

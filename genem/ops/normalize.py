@@ -74,3 +74,21 @@ def robust_location_scale(values) -> tuple[float, float]:
     x = np.asarray(values)
     med = float(np.median(x))
     return med, 1.4826 * float(np.median(np.abs(x - med)))
+
+
+def fit_background_trend_2d(image, block_px: int | None = None) -> np.ndarray:
+    """The slow background of one image (H, W): a quadratic surface (1, x, y, xy, x^2, y^2) least-squares fitted
+    to the image averaged in ``block_px`` blocks (default: ~32 blocks along the shorter side), evaluated at every
+    pixel (float64 numpy)."""
+    x = np.asarray(image, np.float64)
+    h, w = x.shape
+    b = block_px or max(1, min(h, w) // 32)
+    blocks = x[: h // b * b, : w // b * b].reshape(h // b, b, w // b, b).mean(axis=(1, 3))
+
+    def basis(rows, cols):  # block centres in the full image's [-1, 1] coordinates
+        yy, xx = np.meshgrid(rows / max(h - 1, 1) * 2 - 1, cols / max(w - 1, 1) * 2 - 1, indexing="ij")
+        return np.stack([np.ones_like(xx), xx, yy, xx * yy, xx ** 2, yy ** 2], -1)
+
+    centres = (np.arange(blocks.shape[0]) * b + (b - 1) / 2, np.arange(blocks.shape[1]) * b + (b - 1) / 2)
+    coef, *_ = np.linalg.lstsq(basis(*centres).reshape(-1, 6), blocks.ravel(), rcond=None)
+    return basis(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)) @ coef

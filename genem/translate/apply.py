@@ -35,10 +35,10 @@ from .model import load_model
 from .tiling import translate_image_tiled
 
 
-def translate_micrograph(generator, image_hw: np.ndarray, *, clip_sigma: float = 6.0, tile_px: int = 1024,
+def translate_micrograph(generator, image_hw: np.ndarray, *, clip_sigma: float = 6.0, tile_px: int = 2048,
                          context_px: int = 48, blend_px: int = 32, device="cpu") -> np.ndarray:
-    """Normalise a simulated micrograph, translate it tile by tile, and renormalise the result."""
-    x = prepare_simulated_micrograph(image_hw, clip_sigma)
+    """Normalise and flatten a simulated micrograph, translate it tile by tile, and renormalise the result."""
+    x = prepare_simulated_micrograph(image_hw, clip_sigma, flatten=True)
     y = translate_image_tiled(generator, x, tile_px=tile_px, context_px=context_px, blend_px=blend_px,
                               device=device)
     return normalize_image_2d(y)[0]
@@ -58,7 +58,7 @@ def _check_out(sim_root: Path, out: Path):
         raise GenemInputError(out, "already holds a finished dataset; choose a new --out")
 
 
-def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile_px: int = 1024,
+def apply_translator(model, simulated_dir, out_dir, *, device: str = "cpu", tile_px: int = 2048,
                      context_px: int = 48, blend_px: int = 32, progress: ProgressCallback | None = None,
                      command: list[str] | None = None) -> Path:
     """Translate every noisy micrograph of ``simulated_dir`` into ``out_dir``; return ``out_dir``."""

@@ -3,7 +3,8 @@
 Real micrographs arrive as uint16 / float16 / float32 MRC of any size. ``prepare_real_micrograph`` clips hot
 pixels and outliers (robust median +- k * MAD-sigma), Fourier-crops to the simulation's pixel size
 (:func:`genem.ops.resample_fourier_2d`) and normalises to zero mean and unit variance. Simulated micrographs get
-the same clipping and normalisation (no resampling), so both domains meet the networks on the same scale.
+the same clipping and normalisation (no resampling), so both domains meet the networks on the same scale, and lose
+their slow background (a quadratic surface).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from genem.io import GenemDataset, GenemInputError, read_mrc
 from genem.io.dataset import MICROGRAPHS_STAR
 from genem.io.images import read_image, stored_dtype
-from genem.ops import normalize_image_2d, resample_fourier_2d, robust_location_scale
+from genem.ops import fit_background_trend_2d, normalize_image_2d, resample_fourier_2d, robust_location_scale
 
 PIXEL_SIZE_RTOL = 0.01  # pixel sizes within 1 % count as equal (no resampling)
 
@@ -89,9 +90,15 @@ def prepare_real_micrograph(path, target_pixel_size_A: float, *, pixel_size_A: f
     return RealMicrograph(str(path), normalize_image_2d(x)[0], float(px_out), float(px), tuple(raw.shape), dtype)
 
 
-def prepare_simulated_micrograph(image: np.ndarray, clip_sigma: float = 6.0) -> np.ndarray:
-    """Clip and normalise a simulated micrograph the same way as a real one (no resampling)."""
-    return normalize_image_2d(robust_clip_image(image, clip_sigma))[0]
+def prepare_simulated_micrograph(image: np.ndarray, clip_sigma: float = 6.0, *, flatten: bool = False) -> np.ndarray:
+    """Clip and normalise a simulated micrograph the same way as a real one (no resampling). ``flatten``
+    subtracts its slow background first (:func:`genem.ops.fit_background_trend_2d`): the translator's input, whose
+    generator is local (a ~45 px reach) and could only carry a simulated ice gradient over, amplified, into an
+    intensity drift that real micrographs lack."""
+    x = robust_clip_image(image, clip_sigma)
+    if flatten:
+        x = x - fit_background_trend_2d(x).astype(np.float32)
+    return normalize_image_2d(x)[0]
 
 
 def expand_real_paths(patterns) -> list[Path]:
@@ -143,7 +150,7 @@ def load_simulated_set(root, *, clip_sigma: float = 6.0, max_micrographs: int | 
         img = ds.read_micrograph(name, "noisy")
         if img.ndim == 3 and img.shape[0] == 1:
             img = img[0]
-        images.append(prepare_simulated_micrograph(img, clip_sigma))
+        images.append(prepare_simulated_micrograph(img, clip_sigma, flatten=True))
         mpath = ds.micrograph_path(name, "mask")
         if not mpath.exists():
             if need_masks:

@@ -8,7 +8,7 @@ import torch
 
 from genem.io import GenemInputError, atomic_path
 
-from .networks import Generator, GeneratorConfig
+from .networks import Generator, GeneratorConfig, saved_generator_config
 
 MODEL_FILE = "model.pt"
 FORMAT = "genem-translate-v1"
@@ -42,7 +42,7 @@ def load_model(model, device="cpu") -> tuple[Generator, dict]:
         raise GenemInputError(f, f"not a readable translator model ({type(e).__name__})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise GenemInputError(f, "not a GenEM translator model")
-    g = Generator(GeneratorConfig.from_dict(ck["generator_config"], f))
+    g = Generator(GeneratorConfig.from_dict(saved_generator_config(ck["generator_config"]), f))
     g.load_state_dict(ck["generator"])
     g.to(device).eval()
     return g, ck

@@ -3,6 +3,14 @@ discriminator trained with the least-squares GAN loss (as CUT / CryoGEM use them
 
 The generator has no normalisation layers: its output at a pixel depends only on the pixels around it, never
 on statistics of the whole tile, so a micrograph translated tile by tile with overlap shows no seams.
+
+Full-resolution detail has its own path (``GeneratorConfig.skip``): G(x) = x + head(decoder + stem features), so
+fine-grained noise is shaped from the input at full resolution. Without it (models saved before the option
+existed) every output pixel comes out of the 1/4-resolution core through two upsamplings: the only way to make the
+fine noise of a real micrograph is to let the upsampling convolutions invent it, and their output depends on the
+pixel position modulo the stride: isolated spectral peaks at 1/4 and 1/2 cycles/px and directional texture, which
+``genem.metrics.artefacts`` finds. The resampling is anti-aliased too (``antialias``): a [1, 2, 1] binomial blur
+before each stride-2 convolution, bilinear upsampling.
 """
 from __future__ import annotations
 
@@ -19,9 +27,11 @@ from genem.config import Config
 class GeneratorConfig(Config):
     config_name = "generator config"
 
-    base_channels: int = 16   # channels after the stem; doubled at each downsampling
+    base_channels: int = 8    # channels after the stem; doubled at each downsampling
     n_down: int = 2           # stride-2 stages (output size must be divisible by 2**n_down; apply pads)
-    n_blocks: int = 4         # residual blocks at the lowest resolution
+    n_blocks: int = 3         # residual blocks at the lowest resolution
+    antialias: bool = True    # binomial blur before each stride-2 convolution, bilinear (not nearest) upsampling
+    skip: bool = True         # full-resolution path: stem features added before the head, output = input + head
 
     def __post_init__(self):
         if self.base_channels < 1 or self.n_down < 0 or self.n_blocks < 0:
@@ -40,6 +50,11 @@ class DiscriminatorConfig(Config):
             raise ValueError(f"invalid discriminator config {self}")
 
 
+def saved_generator_config(d: dict) -> dict:
+    """A saved generator configuration as written: one from before ``antialias`` existed had none."""
+    return {"antialias": False, "skip": False, **d}
+
+
 class ResBlock(nn.Module):
     def __init__(self, c: int):
         super().__init__()
@@ -50,8 +65,23 @@ class ResBlock(nn.Module):
         return x + self.c2(F.relu(self.c1(x)))
 
 
+class Blur(nn.Module):
+    """Depthwise [1, 2, 1] x [1, 2, 1] / 16 blur (reflect-padded), the low-pass before a stride-2 step."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (torch.outer(k, k) / 16).expand(c, 1, 3, 3).contiguous(), persistent=False)
+        self.padding_mode = "reflect"
+
+    def forward(self, x):
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect") if self.padding_mode == "reflect" else F.pad(x, (1, 1, 1, 1))
+        return F.conv2d(x, self.kernel, groups=x.shape[1])
+
+
 class Generator(nn.Module):
-    """ResNet-style encoder / residual core / decoder, 1 channel in and out, predicting a residual: G(x) = x + r(x).
+    """ResNet-style encoder / residual core / decoder, 1 channel in and out, predicting a residual: G(x) = x + r(x)
+    (with ``skip``; r also sees the stem's full-resolution features).
 
     Starting at the identity (small output layer) gives the discriminator something close to the data from the
     first step, so a CPU-sized run learns quickly instead of first having to grow its output scale.
@@ -67,7 +97,8 @@ class Generator(nn.Module):
         self.stem = nn.Conv2d(1, c, 7, padding=3, padding_mode="reflect")
         downs, ch = [], c
         for _ in range(config.n_down):
-            downs.append(nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, padding_mode="reflect"))
+            conv = nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, padding_mode="reflect")
+            downs.append(nn.Sequential(Blur(ch), conv) if config.antialias else conv)
             ch *= 2
         self.downs = nn.ModuleList(downs)
         self.blocks = nn.ModuleList(ResBlock(ch) for _ in range(config.n_blocks))
@@ -87,10 +118,21 @@ class Generator(nn.Module):
         for b in self.blocks:  # residual blocks start close to the identity
             nn.init.normal_(b.c2.weight, 0.0, 0.01)
         nn.init.kaiming_normal_(self.head.weight, nonlinearity="linear")
+        if config.skip:  # start at the identity: G(x) = x + (small)
+            nn.init.normal_(self.head.weight, 0.0, 1e-3)
 
     @property
     def multiple(self) -> int:
         return 2 ** self.config.n_down
+
+    @property
+    def receptive_radius_px(self) -> int:
+        """How far (px) an input pixel reaches in the output: 3 for each 7x7 end, 1 (at that scale) per 3x3
+        convolution on the way down and in the residual blocks, 2 per upsampling + 3x3 convolution (nearest
+        upsampling shifts by up to one coarse pixel), 1 more per blur and per bilinear upsampling."""
+        n = self.config.n_down
+        aa = (2 ** n - 1) if self.config.antialias else 0  # one more pixel per blur and per bilinear step
+        return 3 + (2 ** n - 1) + aa + 2 * self.config.n_blocks * 2 ** n + 2 * (2 ** n - 1) + aa + 3
 
     def _encode(self, x, collect: bool):
         feats = []
@@ -111,9 +153,13 @@ class Generator(nn.Module):
         return self._encode(x_b1hw, True)[1]
 
     def forward(self, x_b1hw: torch.Tensor) -> torch.Tensor:
-        h, _ = self._encode(x_b1hw, False)
+        h, feats = self._encode(x_b1hw, False)
         for u in self.ups:
-            h = F.relu(u(F.interpolate(h, scale_factor=2, mode="nearest")))
+            up = (F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False) if self.config.antialias
+                  else F.interpolate(h, scale_factor=2, mode="nearest"))
+            h = F.relu(u(up))
+        if self.config.skip:
+            return x_b1hw + self.head(h + feats[0])
         return self.head(h)
 
 

@@ -5,9 +5,12 @@ Model folder::
     config.json             training configuration, data sources, pixel size (written first)
     loss_log.tsv            step, losses, guided fraction, seconds (one line per ``log_every`` steps)
     checkpoints/step_NNNNNN.pt   generator, discriminator, projector, optimisers, RNG states (last 3 kept)
+    checkpoints/best.pt     the best-validated output generator so far (validate.py)
+    val_log.tsv             step, validation RAPS distance, feature-classifier accuracy, score, seconds
     samples/step_NNNNNN.png real / simulated / translated tiles
-    heldout/real_NNN.mrc    the right-hand strip of each real micrograph (preprocessed), never trained on
-    model.pt                the finished generator (model.py; written last, atomically: its presence means "finished")
+    heldout/real_NNN.mrc    the right-hand strip of each real micrograph (preprocessed), never trained on nor validated
+    model.pt                the finished generator, the best-validated one when validation ran (model.py; written
+                            last, atomically: its presence means "finished")
     model.json              what model.pt holds, for people
 """
 from __future__ import annotations
@@ -31,28 +34,35 @@ from genem.progress import ProgressCallback, report
 from .data import (RealMicrograph, expand_real_paths, load_simulated_set, prepare_real_micrograph,
                    sample_tiles)
 from .model import FORMAT, MODEL_FILE, checkpoint_paths, save_model
-from .networks import DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, lsgan_loss
+from .networks import (DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, lsgan_loss,
+                       saved_generator_config)
 from .patchnce import PatchProjector, compute_patchnce_loss
+from .validate import BestValidated, Validator, split_real
 
 @dataclass(frozen=True)
 class TranslateTrainConfig(Config):
     config_name = "translate train config"
 
-    steps: int = 4000
-    tile_px: int = 128
+    steps: int = 6000                  # at most; validation stops it earlier (see patience, time_limit_min)
+    tile_px: int = 64
     batch_size: int = 4
-    lr: float = 2e-4
+    lr: float = 5e-4
     beta1: float = 0.5
     beta2: float = 0.999
     lambda_gan: float = 1.0
     lambda_nce: float = 1.0
     nce_identity: bool = True          # CUT's identity NCE on real tiles (G(real) keeps real content)
     nce_temperature: float = 0.07
-    nce_patches: int = 256
+    nce_patches: int = 128
     nce_dim: int = 256
     mask_guided: bool = True           # GenEM: particle vs background negatives
     min_mask_cells: int = 8            # a class needs this many cells at a layer for guided sampling
     holdout_fraction: float = 0.25     # right-hand strip of each real micrograph kept out of training
+    val_fraction: float = 0.15         # validation: whole micrographs (this fraction, >= 1) when there are several,
+                                       # else a strip left of the held-out one; 0 = no validation
+    val_every: int = 250               # steps between validations (validated realism, see validate.py)
+    patience: int = 4                  # stop after this many validations without a better score
+    time_limit_min: float | None = 28.0  # stop (keeping the best-validated model) after this many minutes
     clip_sigma: float = 6.0
     real_pixel_size_A: float | None = None
     max_micrographs: int | None = None
@@ -71,8 +81,10 @@ class TranslateTrainConfig(Config):
         mult = 2 ** self.generator.n_down
         if self.tile_px < 32 or self.tile_px % mult:
             raise ValueError(f"tile_px must be >= 32 and a multiple of {mult}")
-        if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError("holdout_fraction must be in [0, 1)")
+        if not 0.0 <= self.holdout_fraction < 1.0 or not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError("holdout_fraction and val_fraction must be in [0, 1)")
+        if self.val_every < 1 or self.patience < 1 or (self.time_limit_min is not None and self.time_limit_min <= 0):
+            raise ValueError("val_every and patience must be >= 1, time_limit_min > 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")
         if not self.nce_temperature > 0:
@@ -247,6 +259,7 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
         if not cfg_path.exists():
             raise GenemInputError(out_dir, "nothing to resume (no config.json)")
         saved = json.loads(cfg_path.read_text())
+        saved["config"]["generator"] = saved_generator_config(saved["config"].get("generator", {}))
         batch = global_settings(saved["config"], saved.get("parallel", {}).get("world_size", 1))["batch_size"]
         if batch % ranks.world_size:
             raise GenemInputError(cfg_path, f"global batch {batch} does not split over {ranks.world_size} ranks")
@@ -263,8 +276,15 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
         if min(img.shape) < config.tile_px:
             raise GenemInputError(simulated_dir, f"micrographs {img.shape} are smaller than the {config.tile_px} px tile")
     reals = _load_real(real_paths, sim.pixel_size_A, config)
-    real_images = [r.image for r in reals]
-    train_cols = [(0, r.image.shape[1] - int(round(r.image.shape[1] * config.holdout_fraction))) for r in reals]
+    split = split_real([r.image.shape[1] for r in reals], config.holdout_fraction, config.val_fraction)
+    for r, cols in zip(reals, split.train_columns):
+        if cols is not None and cols[1] - cols[0] < config.tile_px:
+            raise GenemInputError(r.path, f"only {cols[1] - cols[0]} columns left for training beside the validation "
+                                          f"and held-out strips; smaller than the {config.tile_px} px tile")
+    train_idx = [i for i, c in enumerate(split.train_columns) if c is not None]
+    real_images = [reals[i].image for i in train_idx]
+    train_cols = [split.train_columns[i] for i in train_idx]
+    validator = Validator([r.image for r in reals], split, sim.images, sim.masks, config.tile_px, config.seed)
 
     if ranks.writer:
         claim_out_dir(out_dir, TRAIN_COMMAND, markers=OWN_RECORDS)
@@ -276,10 +296,12 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             "real_sources": [{"path": r.path, "source_pixel_size_A": r.source_pixel_size_A,
                               "source_shape": list(r.source_shape), "source_dtype": r.source_dtype,
                               "pixel_size_A": r.pixel_size_A, "shape": list(r.image.shape),
-                              "train_columns": list(c)} for r, c in zip(reals, train_cols)],
+                              "train_columns": c and list(c), "validation_columns": v and list(v),
+                              "heldout_start_column": e}
+                             for r, c, v, e in zip(reals, split.train_columns, split.val_columns, split.eval_start)],
             "device": str(dev), "parallel": ranks.record(config.batch_size), "command": command})
         if config.holdout_fraction > 0:
-            for i, (r, (_, c1)) in enumerate(zip(reals, train_cols)):
+            for i, (r, c1) in enumerate(zip(reals, split.eval_start)):
                 write_mrc(out_dir / "heldout" / f"real_{i:03d}.mrc", r.image[:, c1:], r.pixel_size_A)
     elif ranks.writer:
         cfg = json.loads(cfg_path.read_text())
@@ -316,6 +338,9 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
     log_path = out_dir / "loss_log.tsv"
     acc: dict[str, list[float]] = {}
     shown: dict[str, float] = {}
+    best = BestValidated(out_dir, config.patience, start) if ranks.writer else None  # rank 0 records and decides
+    validating = config.val_fraction > 0 and validator.usable
+    stop_reason, done = None, start
     report(progress, "translate train", start, config.steps, "step")
     batch = config.batch_size * ranks.world_size  # every rank draws the global batch's tiles, keeps its slice
     for step in range(start, config.steps):
@@ -333,24 +358,34 @@ def train_translator(config: TranslateTrainConfig, simulated_dir, real, out_dir,
             if ranks.writer:
                 _append_log(log_path, done, row, time.time() - t0)
             shown = dict(D=row["loss_D"], G=row["loss_G_gan"], nce=row["loss_nce"])
-        if not ranks.writer:
-            continue
-        if done % config.grid_every == 0 or done == config.steps:
-            with torch.no_grad():
-                state.G_out.eval()
-                fake = state.G_out(torch.from_numpy(vis_sim)[:, None].to(dev)).cpu().numpy()[:, 0]
-            _save_grid(out_dir / "samples" / f"step_{done:06d}.png", vis_real, vis_sim, fake)
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            _save_checkpoint(out_dir, done, state, rng, gen, config)
-        report(progress, "translate train", done, config.steps, "step", **shown)
+        if ranks.writer:  # rank 0 alone samples, validates, checkpoints and decides whether to stop
+            if done % config.grid_every == 0 or done == config.steps:
+                with torch.no_grad():
+                    state.G_out.eval()
+                    fake = state.G_out(torch.from_numpy(vis_sim)[:, None].to(dev)).cpu().numpy()[:, 0]
+                _save_grid(out_dir / "samples" / f"step_{done:06d}.png", vis_real, vis_sim, fake)
+            if validating and done % config.val_every == 0:
+                best.record(done, validator.score(state.G_out, dev), time.time() - t0, state.G_out)
+                if best.should_stop:
+                    stop_reason = f"no better validation score in {config.patience} validations"
+            if config.time_limit_min is not None and time.time() - t0 > 60 * config.time_limit_min:
+                stop_reason = f"time limit ({config.time_limit_min:g} min)"
+            if done % config.checkpoint_every == 0 or done == config.steps or stop_reason:
+                _save_checkpoint(out_dir, done, state, rng, gen, config)
+            report(progress, "translate train", done, config.steps, "step", **shown)
+        if validating or config.time_limit_min is not None:
+            stop_reason = ranks.from_writer(stop_reason)  # every rank stops at the same step
+        if stop_reason:
+            break
     if not ranks.writer:
         ranks.barrier()  # rank 0 writes the model
         return out_dir
-    save_model(out_dir / MODEL_FILE, state.G_out, config, sim.pixel_size_A,
-               extra={"steps": config.steps, "simulated": str(simulated_dir),
-                      "real": [str(p) for p in real_paths]})
+    summary = {"steps": done, "best_validated_step": best.best_step, "stop_reason": stop_reason or "steps done",
+               "best_val_score": None if best.best_step is None else best.best_score}
+    save_model(out_dir / MODEL_FILE, best.best_generator(state.G_out), config, sim.pixel_size_A,
+               extra={**summary, "simulated": str(simulated_dir), "real": [str(p) for p in real_paths]})
     write_json_atomic(out_dir / "model.json", {
-        "format": FORMAT, "file": MODEL_FILE, "pixel_size_A": sim.pixel_size_A, "steps": config.steps,
+        "format": FORMAT, "file": MODEL_FILE, "pixel_size_A": sim.pixel_size_A, **summary,
         "generator": config.generator.to_dict(), "clip_sigma": config.clip_sigma,
         "heldout": sorted(str(p.relative_to(out_dir)) for p in (out_dir / "heldout").glob("*.mrc")),
         "parallel": ranks.record(config.batch_size),

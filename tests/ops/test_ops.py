@@ -200,3 +200,15 @@ def test_robust_location_scale_ignores_outliers_and_matches_gaussian_sd():
     med, scale = robust_location_scale(x)
     assert med == pytest.approx(3.0, abs=0.02) and scale == pytest.approx(2.0, rel=0.02)
     assert robust_location_scale(np.zeros(10)) == (0.0, 0.0)
+
+
+def test_background_trend_recovers_a_quadratic_and_ignores_noise():
+    from genem.ops import fit_background_trend_2d
+
+    h, w = 300, 420
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    trend = 0.5 + 0.3 * xx - 0.2 * yy + 0.1 * xx * yy + 0.25 * xx ** 2 - 0.15 * yy ** 2
+    np.testing.assert_allclose(fit_background_trend_2d(trend), trend, atol=1e-4)  # block means of x^2: tiny offset
+    noise = np.random.default_rng(0).normal(size=(h, w))
+    assert np.abs(fit_background_trend_2d(trend + noise) - trend).max() < 0.05
+    assert fit_background_trend_2d(noise).std() < 0.02

@@ -51,12 +51,15 @@ def test_cli_train_apply_evaluate(tiny_sim, fake_real, tmp_path):
     assert (out / "manifest.json").exists()
     report = tmp_path / "realism.json"
     r = _run("evaluate", "realism", "--real", *fake_real, "--synthetic", f"gaussian={tiny_sim}",
-             "--synthetic", f"translated={out}", "--out", report, "--c2st-epochs", "2")
+             "--synthetic", f"translated={out}", "--out", report, "--c2st-epochs", "2", "--seeds", "2")
     assert r.returncode == 0, r.stderr
     rep = json.loads(report.read_text())
     assert set(rep["synthetic"]) == {"gaussian", "translated"}
     for v in rep["synthetic"].values():
         assert 0.0 <= v["c2st_accuracy"] <= 1.0 and v["raps_distance_log10"] >= 0 and v["histogram_distance_w1"] >= 0
+        assert len(v["c2st"]["accuracy"]) == len(v["c2st_strong"]["accuracy"]) == 2 and len(v["bands"]) == 6
+        assert {f["name"] for f in v["artefacts"]["findings"]} >= {"directional_streaks", "tiling_seams"}
+    assert rep["seeds"] == [0, 1] and rep["strong_c2st"]["epochs"] == 6
     assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -33,6 +33,24 @@ def test_generator_is_local_no_tile_statistics():
     assert not torch.allclose(y[..., 200:, 200:], y2[..., 200:, 200:])
 
 
+def test_receptive_radius_is_the_reach_of_one_pixel():
+    """``receptive_radius_px`` (tiled inference relies on it) bounds how far a pixel reaches, and is nearly
+    reached (how far exactly depends on the pixel's position modulo the stride), with and without anti-aliasing."""
+    for cfg in (GeneratorConfig(), GeneratorConfig(base_channels=4, n_down=1, n_blocks=2),
+                GeneratorConfig(base_channels=4, n_down=3, n_blocks=1), GeneratorConfig(base_channels=4, antialias=False)):
+        torch.manual_seed(0)
+        g = Generator(cfg).eval()
+        for b in g.blocks:  # blocks start near the identity; give them reach
+            torch.nn.init.normal_(b.c2.weight, 0.0, 0.3)
+        reach = 0
+        for pos in ((96, 96), (97, 99), (98, 101), (103, 102)):
+            x = torch.randn(1, 1, 192, 192, requires_grad=True)
+            g(x)[0, 0, pos[0], pos[1]].backward()
+            nz = (x.grad[0, 0] != 0).nonzero()
+            reach = max(reach, int((nz - torch.tensor(pos)).abs().max()))
+        assert g.receptive_radius_px - 2 <= reach <= g.receptive_radius_px
+
+
 def test_lsgan_loss_values():
     s = torch.tensor([1.0, 0.0])
     assert float(lsgan_loss(s, True)) == 0.5 and float(lsgan_loss(s, False)) == 0.5

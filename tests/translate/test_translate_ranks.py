@@ -22,3 +22,16 @@ def test_two_ranks_write_one_complete_model_folder(tiny_sim, fake_real, tmp_path
     log = (out / "loss_log.tsv").read_text().splitlines()
     assert len(log) == 4 and log[-1].startswith("3\t")  # one header, one line per step, written once
     load_model(out / "model.pt")
+
+
+@pytest.mark.slow
+def test_two_ranks_stop_together_when_rank_0_decides(tiny_sim, fake_real, tmp_path):
+    """An early stop is rank 0's decision (time limit here, validation otherwise); every rank must stop at the same
+    step, or the others would wait forever in the next step's all-reduce."""
+    out = tmp_path / "model"
+    run_torchrun(["translate", "train", "--simulated", tiny_sim, "--real", *fake_real, "--out", out, "--tile-px", 64,
+                  "--batch-size", 1, "--nce-patches", 32, "--base-channels", 8, "--n-blocks", 2, "--steps", 50,
+                  "--time-limit-min", 0.001, "--progress", "none"], timeout=240)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["steps"] == 1 and meta["stop_reason"].startswith("time limit")
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000001.pt"]
