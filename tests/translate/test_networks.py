@@ -104,3 +104,19 @@ def test_patchnce_empty_and_tiny_masks_do_not_crash():
     assert torch.isfinite(loss) and info["guided_fraction"] == 0.0
     loss.backward()
     assert all(p.grad is not None for p in proj.parameters())
+
+
+def test_a_model_saved_before_antialias_and_skip_loads_as_it_was(tmp_path):
+    """model.pt files written before the generator had ``antialias`` / ``skip`` load as the old architecture."""
+    from genem.translate.model import FORMAT, load_model
+
+    torch.manual_seed(0)
+    old = Generator(GeneratorConfig(base_channels=4, n_blocks=1, antialias=False, skip=False)).eval()
+    cfg = {"base_channels": 4, "n_down": 2, "n_blocks": 1}  # the keys an old file has
+    torch.save({"format": FORMAT, "generator_config": cfg, "generator": old.state_dict(), "pixel_size_A": 2.0},
+               tmp_path / "model.pt")
+    g, _ = load_model(tmp_path / "model.pt")
+    assert not g.config.antialias and not g.config.skip
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(g(x), old(x))
