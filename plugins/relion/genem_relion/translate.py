@@ -39,9 +39,11 @@ SPEC = ProgramSpec(
                                         "(External/jobNNN/) or a GenEM dataset folder"),
         Param("sim_config", "file", None, "instead of simulated: a SimulationConfig JSON to simulate in this job"),
         Param("model", "str", None, "an already trained translator (a model folder or model.pt): skip training"),
-        Param("steps", "int", 4000, "training steps", minimum=1),
-        Param("tile", "int", 128, "training tile in pixels (multiple of 4)", minimum=32),
-        Param("batch_size", "int", 4, "tiles per training step", minimum=1),
+        Param("steps", "int", None, "training steps at most (default: genem translate train's; validation on "
+                                    "held-out real micrographs stops it earlier)", minimum=1),
+        Param("tile", "int", None, "training tile in pixels, a multiple of 4 (default: genem translate train's)",
+              minimum=32),
+        Param("batch_size", "int", None, "tiles per training step (default: genem translate train's)", minimum=1),
         Param("real_pixel_size", "float", None, "pixel size (A) of the real micrographs (default: the STAR's "
                                                 "rlnMicrographPixelSize, else the MRC header)", minimum=0),
         Param("max_micrographs", "int", None, "train on at most this many simulated micrographs", minimum=1),
@@ -106,14 +108,15 @@ def run(job: RelionJob) -> None:
     model = Path(prm.model) if prm.model is not None else job.path(MODEL_FOLDER)
     if prm.model is None and not (model / MODEL_FILE).exists():
         try:
-            cfg = TranslateTrainConfig(steps=prm.steps, tile_px=prm.tile, batch_size=prm.batch_size,
-                                       real_pixel_size_A=real_px, max_micrographs=prm.max_micrographs,
-                                       seed=prm.seed, checkpoint_every=max(1, min(500, prm.steps)),
-                                       grid_every=max(1, min(500, prm.steps)))
+            given = {k: v for k, v in (("steps", prm.steps), ("tile_px", prm.tile), ("batch_size", prm.batch_size))
+                     if v is not None}
+            cfg = TranslateTrainConfig(**given, real_pixel_size_A=real_px, max_micrographs=prm.max_micrographs,
+                                       seed=prm.seed)
+            cfg = cfg.replace(checkpoint_every=max(1, min(500, cfg.steps)), grid_every=max(1, min(500, cfg.steps)))
         except ValueError as e:
             raise GenemInputError("parameters", str(e)) from None
         resume = (model / "config.json").exists()
-        job.log(f"training the translator on {len(real)} real micrograph(s) and {sim}: {prm.steps} steps"
+        job.log(f"training the translator on {len(real)} real micrograph(s) and {sim}: at most {cfg.steps} steps"
                 + (" (resuming)" if resume else ""))
         train_translator(cfg, sim, real, model, device=job.device, resume=resume,
                          progress=job.progress("training steps"), command=[SPEC.name, *sys.argv[1:]])

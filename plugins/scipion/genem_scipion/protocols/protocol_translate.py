@@ -28,14 +28,15 @@ class ProtGenemTranslate(ProtGenemBase):
                       help="A finished 'genem - simulate' run: its micrographs are translated and all its "
                            "annotations carried over.")
         form.addSection(label="Training")
-        form.addParam("trainSteps", params.IntParam, default=4000, validators=[params.Positive],
-                      label="Training steps", help="Optimiser steps of the translator (a few thousand on a GPU).")
-        form.addParam("tileSize", params.IntParam, default=128, validators=[params.Positive],
-                      label="Training tile (px)",
+        form.addParam("trainSteps", params.IntParam, default=None, allowsNull=True, label="Training steps (at most)",
+                      help="Optimiser steps of the translator at most; empty: genem translate train's default. "
+                           "Validation on held-out real micrographs stops training earlier and keeps the best model.")
+        form.addParam("tileSize", params.IntParam, default=None, allowsNull=True, label="Training tile (px)",
                       help="Size of the micrograph tiles used for training, in pixels at the simulation's pixel "
-                           "size (the real micrographs are resampled to it).")
-        form.addParam("batchSize", params.IntParam, default=4, validators=[params.Positive],
-                      expertLevel=params.LEVEL_ADVANCED, label="Batch size", help="Tiles per training step.")
+                           "size (the real micrographs are resampled to it); empty: genem translate train's default.")
+        form.addParam("batchSize", params.IntParam, default=None, allowsNull=True,
+                      expertLevel=params.LEVEL_ADVANCED, label="Batch size",
+                      help="Tiles per training step; empty: genem translate train's default.")
         form.addParam("seed", params.IntParam, default=0, label="Random seed")
         form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU",
                        help="Training runs on a GPU when one is given, on CPU otherwise (slow).")
@@ -59,10 +60,15 @@ class ProtGenemTranslate(ProtGenemBase):
     def trainStep(self):
         self.runGenem("translate", ["train", "--simulated", self._simDir(), "--out", self._modelDir(),
                                     "--real-pixel-size-A", self.inputMicrographs.get().getSamplingRate(),
-                                    "--steps", self.trainSteps.get(), "--tile-px", self.tileSize.get(),
-                                    "--batch-size", self.batchSize.get(),
+                                    *self._givenFlags(("--steps", self.trainSteps), ("--tile-px", self.tileSize),
+                                                      ("--batch-size", self.batchSize)),
                                     "--seed", self.seed.get(), "--device", self._device(),
                                     "--real"] + self._realFiles())
+
+    @staticmethod
+    def _givenFlags(*pairs):
+        """``[flag, value, ...]`` for the parameters the user set (empty ones take the engine's defaults)."""
+        return [str(x) for flag, param in pairs if param.get() is not None for x in (flag, param.get())]
 
     def applyStep(self):
         self.runGenem("translate", ["apply", "--model", self._modelDir(), "--simulated", self._simDir(),
