@@ -25,7 +25,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-__all__ = ["Ranks", "join", "global_settings"]
+__all__ = ["Ranks", "join", "global_settings", "is_writer_process"]
 
 #: how long a rank waits in a collective: the other ranks wait at a barrier while rank 0 alone evaluates and writes
 #: the model (minutes on a CPU for a large validation set), longer than torch's default of 30 min would allow
@@ -152,6 +152,12 @@ def join(device="cpu") -> Ranks:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
         atexit.register(_leave)
     return Ranks(dist.get_rank(), dist.get_world_size(), local, dev)
+
+
+def is_writer_process() -> bool:
+    """Whether this process is rank 0 of a torchrun job, or a plain process: the one that tells the user what was
+    written (before or after the process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _leave() -> None:

@@ -142,17 +142,26 @@ def run_train(args) -> int:
         if not (args.structure and args.like and init is not None):
             raise GenemInputError("arguments", "--structure and --like go together, with --init (the model to "
                                                "fine-tune: its pixel size and box set the simulation's)")
+        from genem.distributed import join
         from genem.restore import simulate_specimen_pairs
         from genem.restore.train import check_model_folder
 
-        check_model_folder(args.out, args.resume)  # before the simulation, not after it
-        data.append(simulate_specimen_pairs(args.structure, args.like, args.out, init,
-                                            map_pixel_size_A=args.map_pixel_size_A, seed=cfg.seed,
-                                            progress=progress, command_line=["genem"] + sys.argv[1:],
-                                            **given(args, n_particles="simulate_particles")))
+        ranks = join(args.device)  # under torchrun rank 0 alone simulates, the others take its folder
+        specimen = None
+        if ranks.writer:
+            check_model_folder(args.out, args.resume)  # before the simulation, not after it
+            specimen = simulate_specimen_pairs(args.structure, args.like, args.out, init,
+                                               map_pixel_size_A=args.map_pixel_size_A, seed=cfg.seed,
+                                               progress=progress, command_line=["genem"] + sys.argv[1:],
+                                               **given(args, n_particles="simulate_particles"))
+        data.append(ranks.from_writer(specimen))
     elif not data:
         raise GenemInputError("arguments", "give --data (GenEM dataset folders) or --structure with --like")
     path = train_denoiser(data, args.out, cfg, device=args.device, resume=args.resume, progress=progress, init=init)
+    from genem.distributed import is_writer_process
+
+    if not is_writer_process():  # under torchrun: rank 0 reports and cleans up
+        return 0
     if args.structure and not args.keep_specimen_data:
         import shutil
 

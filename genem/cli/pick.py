@@ -69,13 +69,15 @@ def add_parser(sub):
 
 
 def run_train(args) -> int:
+    from genem.distributed import is_writer_process
     from genem.pick import PickTrainConfig, train_picker
 
     cfg = PickTrainConfig(**given_fields(args, TRAIN_OPTIONS))
     out = train_picker(args.data, args.out, cfg, real_labels=args.real_labels,
                        real_micrographs=args.real_micrographs, init=args.init, resume=args.resume,
                        device=args.device, progress=progress_from_args(args))
-    print(f"genem pick train: wrote {out}")
+    if is_writer_process():  # under torchrun: once, by rank 0
+        print(f"genem pick train: wrote {out}")
     return 0
 
 

@@ -113,7 +113,10 @@ def run_train(args):
         raise GenemInputError("translate train", str(e)) from None
     out = train_translator(cfg, args.simulated, args.real, args.out, device=args.device, resume=args.resume,
                            progress=progress_from_args(args), command=sys.argv)
-    print(f"genem translate train: wrote {out / 'model.pt'}")
+    from genem.distributed import is_writer_process
+
+    if is_writer_process():  # under torchrun: once, by rank 0
+        print(f"genem translate train: wrote {out / 'model.pt'}")
     return 0
 
 

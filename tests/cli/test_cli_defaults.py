@@ -6,8 +6,8 @@ from genem.cli.main import build_parser, main
 
 @pytest.mark.parametrize("argv, shown", [
     (["simulate"], ["(default: 300 kV)", "(default: 8000,25000 A)", "(default: 40 e/A^2)"]),
-    (["translate", "train"], ["(default: 4000)", "(default: 128 px)"]),
-    (["translate", "apply"], ["(default: 1024 px)"]),
+    (["translate", "train"], ["(default: 6000)", "(default: 64 px)"]),
+    (["translate", "apply"], ["(default: 2048 px)"]),
     (["denoise", "train"], ["(default: 3000)", "(default: 1,2,2)", "(default: 3600)"]),
     (["denoise", "apply"], ["(default: 64)", "(default: 512 px)"]),
     (["evaluate", "denoise"], ["(default: 256)"]),

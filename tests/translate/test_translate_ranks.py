@@ -11,9 +11,11 @@ from genem.translate.model import load_model
 @pytest.mark.slow
 def test_two_ranks_write_one_complete_model_folder(tiny_sim, fake_real, tmp_path):
     out = tmp_path / "model"
-    run_torchrun(["translate", "train", "--simulated", tiny_sim, "--real", *fake_real, "--out", out, "--tile-px", 64,
-                  "--batch-size", 1, "--nce-patches", 32, "--base-channels", 8, "--n-blocks", 2, "--steps", 3,
-                  "--log-every", 1, "--grid-every", 3, "--checkpoint-every", 3, "--progress", "none"])
+    res = run_torchrun(["translate", "train", "--simulated", tiny_sim, "--real", *fake_real, "--out", out,
+                        "--tile-px", 64, "--batch-size", 1, "--nce-patches", 32, "--base-channels", 8, "--n-blocks", 2,
+                        "--steps", 3,
+                        "--log-every", 1, "--grid-every", 3, "--checkpoint-every", 3, "--progress", "none"])
+    assert res.stdout.count("genem translate train: wrote") == 1  # rank 0 alone tells the user
     parallel = {"world_size": 2, "batch_size_per_rank": 1, "global_batch_size": 2}
     assert json.loads((out / "model.json").read_text())["parallel"] == parallel
     assert json.loads((out / "config.json").read_text())["parallel"] == parallel
