@@ -17,24 +17,15 @@ RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 def read_image(path) -> tuple[np.ndarray, float | None]:
     """A 2D micrograph as float32 and the header's pixel size (``None`` for rasters or an unset header)."""
     path = Path(path)
-    if not path.is_file():
-        raise GenemInputError(path, "file not found")
-    suffix = path.suffix.lower()
-    if suffix in MRC_SUFFIXES:
+    if _image_kind(path) == "mrc":
         img, px = read_mrc(path)
-        if img.ndim == 3 and img.shape[0] == 1:
-            img = img[0]
-        if img.ndim != 2:
-            raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(img.shape)})")
-        return img, px
-    if suffix in RASTER_SUFFIXES:
-        img = np.asarray(_open_raster(path), dtype=np.float32)
-        if img.ndim != 2:
-            raise GenemInputError(path, f"not a single 2D image (shape {tuple(img.shape)})")
-        if not np.all(np.isfinite(img)):
-            raise GenemInputError(path, "contains NaN or infinite values")
-        return img, None
-    raise GenemInputError(path, f"unknown micrograph format {suffix or '(no suffix)'}: use .mrc, .png or .tif")
+        _check_2d(path, img.shape)
+        return img.reshape(img.shape[-2:]), px
+    img = np.asarray(_open_raster(path), dtype=np.float32)
+    _check_2d(path, img.shape)
+    if not np.all(np.isfinite(img)):
+        raise GenemInputError(path, "contains NaN or infinite values")
+    return img, None
 
 
 def stored_dtype(path) -> str:
@@ -54,22 +45,34 @@ def stored_dtype(path) -> str:
 def probe_image(path) -> tuple[tuple[int, int], float | None]:
     """Open ``path`` far enough to know it is a readable 2D image: ((rows, columns), header pixel size or None)."""
     path = Path(path)
+    if _image_kind(path) == "mrc":
+        shape, px = read_mrc_header_shape(path)
+        _check_2d(path, shape)
+        return (int(shape[-2]), int(shape[-1])), header_pixel_size_A(px)
+    with _raster(path) as im:
+        im.verify()
+        w, h = im.size
+    return (h, w), None
+
+
+def _image_kind(path: Path) -> str:
+    """``mrc`` or ``raster`` from the suffix; a missing file or an unknown suffix is a GenemInputError."""
     if not path.is_file():
         raise GenemInputError(path, "file not found")
     suffix = path.suffix.lower()
     if suffix in MRC_SUFFIXES:
-        shape, px = read_mrc_header_shape(path)
-        if len(shape) == 3 and shape[0] == 1:
-            shape = shape[1:]
-        if len(shape) != 2 or min(shape) < 1:
-            raise GenemInputError(path, f"not a single 2D micrograph (shape {tuple(shape)})")
-        return (int(shape[0]), int(shape[1])), header_pixel_size_A(px)
-    with _raster(path) as im:
-        im.verify()
-        w, h = im.size
-    if suffix not in RASTER_SUFFIXES:
-        raise GenemInputError(path, "unknown micrograph format: use .mrc, .png or .tif")
-    return (h, w), None
+        return "mrc"
+    if suffix in RASTER_SUFFIXES:
+        return "raster"
+    raise GenemInputError(path, f"unknown micrograph format {suffix or '(no suffix)'}: use .mrc, .png or .tif")
+
+
+def _check_2d(path: Path, shape) -> None:
+    """One 2D image (an MRC stack of one section counts): anything else is a GenemInputError."""
+    shape = tuple(int(n) for n in shape)
+    core = shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
+    if len(core) != 2 or min(core) < 1:
+        raise GenemInputError(path, f"not a single 2D micrograph (shape {shape})")
 
 
 def _open_raster(path: Path):
