@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=800, help="picker training steps (picking_10028 --quick's)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dog-factors", default=",".join(map(str, DOG_FACTORS)),
+                   help="DoG diameter scales to choose from on train+valid (comma-separated)")
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "micrographs" / "cryoppp_10028")
     a = p.parse_args(argv)
     if not (a.data / "test" / "images").is_dir():
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
     results = {}
     for name, version in versions.items():
         dog_valid = {}
-        for f in DOG_FACTORS:
+        for f in map(float, a.dog_factors.split(",")):
             dm = ["--method", "dog", "--diameter-A", f"{f * geo['diameter_A']:.2f}"]
             dog_valid[f] = float(np.mean([evaluate(
                 run, pick(run, dm, images_of(version, s), work / f"{name}_dog_{f}_{s}"), labels[s],

@@ -85,3 +85,28 @@ def test_label_measurement_on_the_real_masks(shared_data):
     geo = b.measure_labels([root / "train", root / "valid"])
     assert geo["diameter_px"] == pytest.approx(56.0, abs=1.0)  # ~300 A at 5.36 A/px
     assert geo["counts"] == [90, 75, 78, 83, 87]
+
+
+@pytest.mark.slow
+def test_denoised_picking_benchmark_on_a_fake_dataset(tmp_path):
+    """benchmarks/picking_denoised.py end to end on the fake renders: every version written, scored and reported,
+    the test picks named like the label masks; a missing data folder is one error line."""
+    script = ROOT / "benchmarks" / "picking_denoised.py"
+    data = tmp_path / "cryoppp"
+    for seed, (split, n) in enumerate((("train", 2), ("valid", 1), ("test", 1))):
+        _fake_split(data, split, n, seed + 1)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(script), "--out", str(out), "--data", str(data), "--seeds", "1",
+                        "--steps", "20", "--threads", "1", "--dog-factors", "1.0"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert {"raw", "genem"} <= set(report["results"]) and set(report["results"]) | set(report["skipped"]) == {
+        "raw", "genem", "topaz"}
+    for name in report["results"]:
+        assert [p.name for p in (out / name / "real" / "picks").iterdir()] == ["030_10028.star"]
+        assert 0 <= report["results"][name]["dog"]["auprc"][0] <= 1
+    assert report["results"]["raw"]["dog"]["auprc"][0] > 0.5  # dark disks in white noise: the DoG finds them
+    assert (out / "picking_denoised.png").stat().st_size > 0 and "| genem |" in (out / "report.md").read_text()
+    bad = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "o2"), "--data",
+                          str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "genem: error:" in bad.stderr
