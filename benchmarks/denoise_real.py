@@ -68,12 +68,13 @@ def masked_cc(a, b, mask):
     return (x * y).sum(1) / torch.sqrt((x * x).sum(1) * (y * y).sum(1))
 
 
-def load_betagal(n: int, seed: int = 0):
-    """``n`` random tutorial particles (RELION-normalised, (n, 64, 64)), each one's reference (its Class2D average
-    aligned into its frame, times its CTF), the mask, the pixel size (A) and the rotation/shift convention."""
-    optics, rows = read_particles_star(DATA / "Class2D" / "job010" / "run_it025_data.star")
-    rows = rows.iloc[np.random.default_rng(seed).choice(len(rows), min(n, len(rows)), replace=False)]
-    px = float(optics["rlnImagePixelSize"].iloc[0])
+def evaluation_indices(n_rows: int, n: int, seed: int = 0) -> np.ndarray:
+    """The rows (of Class2D's data STAR) of the ``n`` random evaluation particles."""
+    return np.random.default_rng(seed).choice(n_rows, min(n, n_rows), replace=False)
+
+
+def read_betagal_images(rows) -> torch.Tensor:
+    """The particles of STAR ``rows`` (rlnImageName), RELION-normalised (background mean 0, sd 1): (N, 64, 64)."""
     by = {}
     for k, name in enumerate(rows["rlnImageName"]):
         i, p = split_image_name(name)
@@ -83,7 +84,16 @@ def load_betagal(n: int, seed: int = 0):
         ims = read_stack_images(DATA / p, [i for _, i in items])
         for (k, _), im in zip(items, ims):
             raw[k] = torch.from_numpy(im)
-    raw, _, _ = normalize_background_2d(raw)
+    return normalize_background_2d(raw)[0]
+
+
+def load_betagal(n: int, seed: int = 0):
+    """``n`` random tutorial particles (RELION-normalised, (n, 64, 64)), each one's reference (its Class2D average
+    aligned into its frame, times its CTF), the mask, the pixel size (A) and the rotation/shift convention."""
+    optics, rows = read_particles_star(DATA / "Class2D" / "job010" / "run_it025_data.star")
+    rows = rows.iloc[evaluation_indices(len(rows), n, seed)]
+    px = float(optics["rlnImagePixelSize"].iloc[0])
+    raw = read_betagal_images(rows)
     classes, _ = read_mrc(DATA / "Class2D" / "job010" / "run_it025_classes.mrcs")
     classes = torch.from_numpy(classes)
     cls = torch.as_tensor(rows["rlnClassNumber"].to_numpy(int) - 1)
