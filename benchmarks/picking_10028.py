@@ -59,6 +59,7 @@ MAP = "maps/aspire/clean70SRibosome_vol_65p.mrc"
 MTF = "mtf/mtf_falcon2_300kV.star"
 REAL_PX_A = 5.36          # CryoPPP renders of EMPIAR-10028: the 1.34 A/px micrographs binned 4x
 SIM_BIN = 2               # simulate at 2 x the real pixel size (the picker bins to ~19 A/px anyway)
+DOG_FACTORS = (0.7, 0.85, 1.0, 1.15, 1.3)  # DoG diameter scales x the labelled diameter, chosen on train+valid
 ARMS = ("dog", "gaussian", "physics", "translated", "real", "translated_finetuned_real", "topaz")
 BUDGET = {  # quick: one seed of every arm in < 60 min on 2 cores; full: the default translator, longer pickers
     "quick": dict(n_mics=12, pick_steps=800, translate_steps=600, seeds=1),
@@ -239,6 +240,23 @@ def pick(run: Runner, model_args: list, images: Path, out: Path) -> Path:
     return out
 
 
+def dog_args(factor: float, diameter_A: float) -> list:
+    """The DoG picker's arguments at ``factor`` x the labelled diameter."""
+    return ["--method", "dog", "--diameter-A", f"{factor * diameter_A:.2f}"]
+
+
+def choose_dog_factor(run: Runner, diameter_A: float, splits: dict, work: Path, prefix: str = "",
+                      factors=DOG_FACTORS) -> tuple[float, dict]:
+    """The DoG diameter scale with the best mean AUPRC over ``splits`` ({name: (images, labels)}: train and valid
+    only, never test); returns it and every scale's score."""
+    scores = {}
+    for f in factors:
+        scores[f] = float(np.mean([evaluate(run, pick(run, dog_args(f, diameter_A), images, work / f"{prefix}dog_{f}_{name}"),
+                                            labels, work / f"eval_{prefix}dog_{f}_{name}.json")["auprc"]
+                                   for name, (images, labels) in splits.items()]))
+    return max(scores, key=scores.get), scores
+
+
 def valid_scores(run: Runner, model_args: list, valid_dir: Path, folder: Path) -> dict:
     """Pick the valid micrograph(s) into ``folder`` and score them: AUPRC, best F1, highest recall reached."""
     r = evaluate(run, pick(run, model_args, valid_dir / "images", folder), valid_dir / "labels",
@@ -294,14 +312,9 @@ def main(argv=None) -> int:
                  "--real-pixel-size-A", REAL_PX_A]
 
     # (a) DoG: diameter scale chosen on train+valid
-    dog_valid = {}
-    for f in (0.7, 0.85, 1.0, 1.15, 1.3):
-        dm = ["--method", "dog", "--diameter-A", f"{f * geo['diameter_A']:.2f}"]
-        scores = [evaluate(run, pick(run, dm, d / "images", work / f"dog_{f}_{d.name}"), d / "labels",
-                           work / f"eval_dog_{f}_{d.name}.json")["auprc"] for d in (train_dir, valid_dir)]
-        dog_valid[f] = float(np.mean(scores))
-    dog_f = max(dog_valid, key=dog_valid.get)
-    models = {"dog": {0: ["--method", "dog", "--diameter-A", f"{dog_f * geo['diameter_A']:.2f}"]}}
+    dog_f, dog_valid = choose_dog_factor(run, geo["diameter_A"], {d.name: (d / "images", d / "labels")
+                                                                  for d in (train_dir, valid_dir)}, work)
+    models = {"dog": {0: dog_args(dog_f, geo["diameter_A"])}}
 
     # (b), (c): simulate and train; choose the better on VALID
     sims = {}

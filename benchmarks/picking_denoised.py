@@ -33,11 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.picking_10028 import (  # noqa: E402
-    REAL_PX_A, Runner, evaluate, log, measure_labels, pick, train)
+    DOG_FACTORS, REAL_PX_A, Runner, choose_dog_factor, dog_args, evaluate, log, measure_labels, pick, train)
 from genem.io import read_image, write_mrc, write_star  # noqa: E402
 
 SPLITS = ("train", "valid", "test")
-DOG_FACTORS = (0.7, 0.85, 1.0, 1.15, 1.3)
 
 
 def write_raw(data: Path, out: Path) -> None:
@@ -68,13 +67,14 @@ def denoise_genem(run: Runner, raw: Path, out: Path) -> None:
                   "--pixel-size-A", model_px, "--progress", "none", done=out / split / f"{split}_denoised.star", tag="genem denoise")
 
 
-def denoise_topaz(raw: Path, out: Path, threads: int) -> float:
-    """Topaz-Denoise's general model on each whole micrograph; returns the seconds it took."""
+def denoise_topaz(raw: Path, out: Path, threads: int) -> float | None:
+    """Topaz-Denoise's general model on each whole micrograph not yet denoised; returns the seconds it took, or
+    None when every micrograph was already there."""
     import torch
 
     from genem.restore.baselines import load_topaz, topaz_denoise
 
-    model, t0 = load_topaz(), time.time()
+    model, t0, ran = load_topaz(), time.time(), False
     torch.set_num_threads(threads)
     for split in SPLITS:
         (out / split).mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,8 @@ def denoise_topaz(raw: Path, out: Path, threads: int) -> float:
             if not target.exists():
                 img, _ = read_image(mrc)
                 write_mrc(target, topaz_denoise(torch.from_numpy(img)[None], model)[0].numpy(), REAL_PX_A)
-    return time.time() - t0
+                ran = True
+    return time.time() - t0 if ran else None
 
 
 def images_of(version: Path, split: str) -> Path:
@@ -112,30 +113,30 @@ def main(argv=None) -> int:
 
     log("writing the renders as MRC")
     write_raw(a.data, out / "raw")
-    versions, skipped, seconds = {"raw": out / "raw"}, {}, {}
+    versions, skipped, seconds = {"raw": out / "raw"}, {}, {}  # seconds: only what this run denoised
     log("GenEM denoising")
     t0 = time.time()  # micrograph seconds: 10 renders, with the model load and process start of 3 commands
     denoise_genem(run, out / "raw", out / "genem")
-    versions["genem"], seconds["genem"] = out / "genem", time.time() - t0
+    versions["genem"] = out / "genem"
+    if "genem denoise" in run.times:
+        seconds["genem"] = time.time() - t0
     try:
         log("Topaz denoising")
-        seconds["topaz"] = denoise_topaz(out / "raw", out / "topaz", a.threads)
+        topaz_seconds = denoise_topaz(out / "raw", out / "topaz", a.threads)
         versions["topaz"] = out / "topaz"
+        if topaz_seconds is not None:
+            seconds["topaz"] = topaz_seconds
     except ImportError as e:
         skipped["topaz"] = f"topaz-em not importable: {e}"
 
     labels = {s: a.data / s / "labels" for s in SPLITS}
     results = {}
     for name, version in versions.items():
-        dog_valid = {}
-        for f in map(float, a.dog_factors.split(",")):
-            dm = ["--method", "dog", "--diameter-A", f"{f * geo['diameter_A']:.2f}"]
-            dog_valid[f] = float(np.mean([evaluate(
-                run, pick(run, dm, images_of(version, s), work / f"{name}_dog_{f}_{s}"), labels[s],
-                work / f"eval_{name}_dog_{f}_{s}.json")["auprc"] for s in ("train", "valid")]))
-        f = max(dog_valid, key=dog_valid.get)
-        dm = ["--method", "dog", "--diameter-A", f"{f * geo['diameter_A']:.2f}"]
-        rows = {"dog": [evaluate(run, pick(run, dm, images_of(version, "test"), out / name / "dog"), labels["test"],
+        f, dog_valid = choose_dog_factor(run, geo["diameter_A"], {s: (images_of(version, s), labels[s])
+                                                                   for s in ("train", "valid")}, work, f"{name}_",
+                                         tuple(map(float, a.dog_factors.split(","))))
+        rows = {"dog": [evaluate(run, pick(run, dog_args(f, geo["diameter_A"]), images_of(version, "test"),
+                                         out / name / "dog"), labels["test"],
                                  work / f"eval_test_{name}_dog.json")], "real": []}
         real_args = ["--real-labels", labels["train"], "--real-micrographs", images_of(version, "train"),
                      "--real-pixel-size-A", REAL_PX_A]
@@ -148,8 +149,8 @@ def main(argv=None) -> int:
                          **{picker: summarise(r) for picker, r in rows.items()}}
         log(f"{name}: dog {results[name]['dog']['auprc']}, real {results[name]['real']['auprc']}")
 
-    timing = out / "denoise_seconds.json"  # the run that denoised: a re-run skips the work and keeps its seconds
-    seconds = {**seconds, **(json.loads(timing.read_text()) if timing.is_file() else {})}
+    timing = out / "denoise_seconds.json"  # a re-run skips finished denoising and keeps the seconds of the run that did it
+    seconds = {**(json.loads(timing.read_text()) if timing.is_file() else {}), **seconds}
     timing.write_text(json.dumps(seconds))
     report = {"seeds": a.seeds, "steps": a.steps, "labels": geo, "denoise_seconds": seconds, "skipped": skipped,
               "results": results, "minutes": (time.time() - started) / 60, "times_s": run.times}
