@@ -30,7 +30,19 @@ def read_star(path) -> dict[str, pd.DataFrame]:
         raise GenemInputError(path, "STAR file has no data blocks")
     for k, v in out.items():
         check_star_values(path, k, v)
+        for col in v.columns:  # RELION writes nan / -nan / inf (an empty class's completeness): numbers, not text
+            if not pd.api.types.is_numeric_dtype(v[col]) and not str(col).endswith("Name") and _numeric(v[col]).all():
+                v[col] = pd.to_numeric(v[col].astype(str).str.strip().str.lower(), errors="coerce")
     return out
+
+
+_NON_FINITE = {"nan", "-nan", "+nan", "inf", "-inf", "+inf"}
+
+
+def _numeric(values: pd.Series) -> np.ndarray:
+    """Which values are numbers, RELION's non-finite spellings (nan, -nan, inf, -inf) included."""
+    text = values.astype(str).str.strip().str.lower()
+    return (pd.to_numeric(values, errors="coerce").notna() | text.isin(_NON_FINITE)).to_numpy()
 
 
 def check_star_values(path, block: str, rows: pd.DataFrame) -> None:
@@ -51,7 +63,7 @@ def check_star_values(path, block: str, rows: pd.DataFrame) -> None:
         values = rows[col]
         if pd.api.types.is_numeric_dtype(values) or str(col).endswith("Name"):
             continue
-        numeric = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+        numeric = _numeric(values)
         if numeric.any() and not numeric.all():
             r = int(np.argmin(numeric))
             raise GenemInputError(path, f"data_{block} row {r + 1}, column {col}: {values.iloc[r]!r} is not a number")

@@ -146,3 +146,15 @@ def test_star_column_named_twice_is_a_clean_error(tmp_path):
                  "a.mrc 1000 x\n")
     with pytest.raises(GenemInputError, match="rlnDefocusU appears more than once"):
         read_star(p)
+
+
+def test_star_non_finite_numbers_as_relion_writes_them(tmp_path):
+    """RELION writes nan / -nan / inf in numeric columns (an empty class's completeness in a _model.star): they are
+    numbers, not a corrupt value; a word among numbers still is."""
+    path = tmp_path / "model.star"
+    path.write_text("\ndata_model_classes\n\nloop_\n_rlnReferenceImage #1\n_rlnOverallFourierCompleteness #2\n"
+                    "1@c.mrcs 0.95\n2@c.mrcs -nan\n3@c.mrcs inf\n\n")
+    col = read_star(path)["model_classes"]["rlnOverallFourierCompleteness"]
+    assert pd.api.types.is_float_dtype(col) and col[0] == 0.95 and np.isnan(col[1]) and np.isinf(col[2])
+    path.write_text(path.read_text().replace("inf", "abc"))
+    assert "row 3, column rlnOverallFourierCompleteness: 'abc' is not a number" in _error(read_star, path)
