@@ -20,7 +20,9 @@ def add_parser(subparsers) -> None:
     t = sub.add_parser("train", help="train on (noisy, clean) particle pairs of GenEM dataset folders")
     t.add_argument("--data", nargs="+", default=[], help="GenEM dataset folders (simulate / translate output)")
     t.add_argument("--out", required=True, help="model folder to write (model.pt, model.json, train.json)")
-    t.add_argument("--steps", type=int, help=train_help("steps", "diffusion U-Net optimiser steps"))
+    t.add_argument("--steps", type=int, help=train_help("steps", "diffusion U-Net optimiser steps (0 with --init: keep its "
+                                                               "diffusion network, retrain the post-processor for "
+                                                               "--sample-steps)"))
     t.add_argument("--post-steps", type=int, help=train_help("post_steps", "post-processing U-Net steps (0: none)"))
     t.add_argument("--batch-size", type=int, help=train_help("batch_size"))
     t.add_argument("--crop", type=int, help=train_help("crop_px", "training crop size"))

@@ -32,7 +32,7 @@ from .unet import UNet, UNetConfig
 class TrainConfig(Config):
     config_name = "denoise train config"
 
-    steps: int = 3000                 # diffusion U-Net optimiser steps
+    steps: int = 3000                 # diffusion U-Net optimiser steps (0, fine-tuning only: keep the start's)
     post_steps: int = 1000            # post-processing U-Net steps (0: no post-processing network)
     batch_size: int = 16
     crop_px: int = 48                 # random training crops (the networks are fully convolutional)
@@ -62,10 +62,12 @@ class TrainConfig(Config):
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}")
         if self.prediction_type not in PREDICTIONS:
             raise ValueError(f"prediction_type must be one of {PREDICTIONS}")
-        for name in ("steps", "batch_size", "crop_px", "num_train_timesteps", "sample_steps", "checkpoint_every",
+        for name in ("batch_size", "crop_px", "num_train_timesteps", "sample_steps", "checkpoint_every",
                      "max_particles", "post_train_images", "base_channels", "post_base_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.steps < 0 or self.steps == 0 == self.post_steps:
+            raise ValueError("steps must be >= 0, and steps and post_steps not both 0")
         if self.post_steps < 0 or not 0 <= self.val_fraction < 0.5 or self.lr <= 0 or not 0 <= self.ema_decay < 1:
             raise ValueError("post_steps >= 0, 0 <= val_fraction < 0.5, lr > 0, 0 <= ema_decay < 1 required")
 
@@ -229,6 +231,8 @@ def train_denoiser(data_dirs, out_dir, config: TrainConfig = TrainConfig(), *, d
     progress = progress if ranks.writer else None
     if init is not None:
         config = config.replace(**architecture_of(init), init_digest=init.weights_digest())
+    if config.steps == 0 and init is None:
+        raise GenemInputError("--steps", "0 diffusion steps keeps a trained diffusion network: give it with --init")
     check_model_folder(out_dir, resume)
     ckdir = out_dir / "checkpoints"
     ck_diff, ck_post = ckdir / "diffusion.pt", ckdir / "postprocess.pt"

@@ -91,6 +91,27 @@ def test_fine_tuning_starts_from_the_model_and_adapts_to_new_data(tiny_trained, 
         train_denoiser([other], tmp_path / "ft", cfg.replace(steps=40), resume=True)
 
 
+def test_post_processor_retrained_for_another_route_keeps_the_diffusion_network(tiny_trained, train_data, tmp_path):
+    """--steps 0 with --init: the diffusion network is the start's, bit for bit; the post-processor is retrained on
+    the outputs of --sample-steps DDIM steps and becomes the model's default route, which it serves better than
+    the start's post-processor (trained after 4 steps) does; without --init, 0 steps is an error."""
+    start = Denoiser.load(tiny_trained)
+    cfg = TINY.replace(steps=0, post_steps=60, sample_steps=1, lr=1e-3)
+    train_denoiser([train_data], tmp_path / "one", cfg, init=start)
+    one = Denoiser.load(tmp_path / "one")
+    assert all(torch.equal(a, b) for a, b in zip(one.diffusion.state_dict().values(),
+                                                  start.diffusion.state_dict().values()))
+    assert one.default_steps == 1 and json.loads((tmp_path / "one" / "train.json").read_text())["losses"] == []
+    noisy, clean = _held_out(train_data)
+    p_one, p_start = (psnr(m.denoise_normalized(noisy, steps=1, seed=1), clean).mean().item() for m in (one, start))
+    print(f"1 step + retrained post {p_one:.2f} dB, 1 step + the post trained after 4 steps {p_start:.2f} dB")
+    assert p_one > p_start
+    with pytest.raises(GenemInputError, match="--init"):
+        train_denoiser([train_data], tmp_path / "none", cfg)
+    with pytest.raises(ValueError):
+        TINY.replace(steps=0, post_steps=0)
+
+
 def test_resume_continues_exactly(train_data, tmp_path):
     # a run given more steps on resume: constant lr, so that it equals one run of the longer length
     cfg = TINY.replace(steps=30, post_steps=0, checkpoint_every=15, lr_decay="constant")
