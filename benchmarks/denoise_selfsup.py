@@ -49,6 +49,32 @@ def noise_amplitude_2d(images: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(power / (h * w))
 
 
+def relion_sigma2_noise(model_star: Path) -> np.ndarray:
+    """RELION's per-ring noise power of the first optics group (``rlnSigma2Noise`` of a Class2D/Refine3D
+    ``_model.star``), ring 0 .. box/2."""
+    from genem.io import read_star
+
+    blocks = read_star(model_star)
+    return blocks["model_optics_group_1"]["rlnSigma2Noise"].to_numpy(float)
+
+
+def noise_amplitude_from_sigma2(sigma2: np.ndarray, images: torch.Tensor) -> torch.Tensor:
+    """Like :func:`noise_amplitude_2d`, with RELION's per-ring noise shape ``sigma2`` instead of the particles' own
+    power (which also holds the signal, up to 2.6x the noise in the lowest rings here); scaled to the particles'
+    mean power in the outer third of the rings, where the signal is negligible (FRC with the class averages < 0.05)."""
+    from genem.ops import radial_power_spectrum_2d
+
+    h, w = images.shape[-2:]
+    measured = radial_power_spectrum_2d(images).mean(0).numpy()
+    outer = slice(len(measured) // 3, len(measured))
+    scale = float(np.median(measured[outer] / sigma2[: len(measured)][outer]))
+    ky = torch.fft.fftfreq(h, dtype=torch.float64)[:, None] * min(h, w)
+    kx = torch.fft.rfftfreq(w, dtype=torch.float64)[None, :] * min(h, w)
+    ring = torch.sqrt(ky ** 2 + kx ** 2).numpy()
+    power = np.interp(ring, np.arange(len(sigma2)), sigma2 * scale)  # per pixel variance of the noise at that ring
+    return torch.from_numpy(np.sqrt(power)).float()
+
+
 def colour_noise(amplitude: torch.Tensor, shape, generator: torch.Generator) -> torch.Tensor:
     """Stationary Gaussian noise (B, H, W) whose power spectrum is ``amplitude`` squared (times H W)."""
     white = torch.randn(shape, generator=generator)
@@ -66,9 +92,8 @@ def route(model: Denoiser, noisy: torch.Tensor, x_T: torch.Tensor) -> torch.Tens
 
 
 def fine_tune(model: Denoiser, particles: torch.Tensor, *, steps: int, batch: int, lr: float, alpha: float,
-              seed: int, log_path: Path) -> list:
+              seed: int, log_path: Path, amp: torch.Tensor) -> list:
     g = torch.Generator().manual_seed(seed)
-    amp = noise_amplitude_2d(particles)
     nets = [model.diffusion, model.postprocess]
     params = [p for net in nets for p in net.parameters()]
     opt = torch.optim.Adam(params, lr=lr)
@@ -109,6 +134,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n-eval", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--noise", choices=("relion", "particles"), default="relion",
+                    help="noise spectrum: RELION's sigma2 of the Class2D run (scaled to the particles' high rings), "
+                         "or the particles' own mean power (signal included)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -122,11 +150,13 @@ def main(argv=None) -> int:
 
     model = Denoiser.load(None)
     t0 = time.time()
+    amp = (noise_amplitude_2d(particles) if a.noise == "particles" else noise_amplitude_from_sigma2(
+        relion_sigma2_noise(DATA / "Class2D" / "job010" / "run_it025_model.star"), particles))
     losses = fine_tune(model, particles, steps=a.steps, batch=a.batch, lr=a.lr, alpha=a.alpha, seed=a.seed,
-                       log_path=a.out / "loss.tsv")
+                       log_path=a.out / "loss.tsv", amp=amp)
     train_s = time.time() - t0
     model.meta = {**model.meta, "fine_tuned": {"method": "Recorrupted-to-Recorrupted on the user's particles",
-                                               "particles": len(particles), "steps": a.steps, "alpha": a.alpha,
+                                               "particles": len(particles), "steps": a.steps, "alpha": a.alpha, "noise": a.noise,
                                                "lr": a.lr, "batch": a.batch, "seed": a.seed}}
     model.save(a.out / "model")
 
