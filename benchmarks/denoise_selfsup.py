@@ -1,6 +1,6 @@
 """Does self-supervised fine-tuning on the user's own particles keep real detail? (issue 17, fidelity)
 
-    python benchmarks/denoise_selfsup.py --out DIR [--steps 400] [--alpha 0.5] [--lr 1e-4] [--threads 2]
+    python benchmarks/denoise_selfsup.py --out DIR [--noise relion|particles] [--steps 400] [--alpha 0.5] [--lr 1e-4]
 
 The RELION tutorial beta-galactosidase particles (``../shared/data``) have no clean truth, so the shipped model
 (its default route: one DDIM step + post-processor) is fine-tuned end to end with Recorrupted-to-Recorrupted
@@ -10,9 +10,11 @@ Gaussian noise of covariance C and any z ~ N(0, C),
     y1 = y + alpha z,   y2 = y - z / alpha,   E ||f(y1) - y2||^2 = E ||f(y1) - x||^2 + const,
 
 so regressing y2 from y1 trains f towards the clean image x without ever seeing it (the noise of y1 and y2 is
-uncorrelated). The noise is taken as stationary: C is diagonal in Fourier space with the particles' mean power
-spectrum (at the particles' SNR, ~0.05 in the whole box, the signal adds a few per cent, mostly at the lowest
-frequencies). The model is applied to y itself afterwards (noise C, not (1 + alpha^2) C as in training).
+uncorrelated) -- provided z has the noise's covariance. The noise is taken as stationary: C is diagonal in Fourier
+space, per ring either RELION's noise estimate of the Class2D run (``rlnSigma2Noise`` in its ``_model.star``,
+scaled to the particles' power in the outer third of the rings; ``--noise relion``, the default) or the
+particles' own mean power spectrum (``--noise particles``: it holds the signal too, 1.4-2.6x the noise in the
+lowest rings here, which biases R2R against the low resolutions). The model is applied to y itself afterwards (noise C, not (1 + alpha^2) C as in training).
 
 Training uses the particles that are NOT among the 400 evaluation particles of ``benchmarks/denoise_real.py``
 (the same random draw), and never their Class2D references; the evaluation is that script's: FRC per band and
