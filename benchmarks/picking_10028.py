@@ -251,7 +251,8 @@ def choose_dog_factor(run: Runner, diameter_A: float, splits: dict, work: Path, 
     only, never test); returns it and every scale's score."""
     scores = {}
     for f in factors:
-        scores[f] = float(np.mean([evaluate(run, pick(run, dog_args(f, diameter_A), images, work / f"{prefix}dog_{f}_{name}"),
+        scores[f] = float(np.mean([evaluate(run, pick(run, dog_args(f, diameter_A), images,
+                                                      work / f"{prefix}dog_{f}_{name}"),
                                             labels, work / f"eval_{prefix}dog_{f}_{name}.json")["auprc"]
                                    for name, (images, labels) in splits.items()]))
     return max(scores, key=scores.get), scores

@@ -149,7 +149,7 @@ def main(argv=None) -> int:
                          **{picker: summarise(r) for picker, r in rows.items()}}
         log(f"{name}: dog {results[name]['dog']['auprc']}, real {results[name]['real']['auprc']}")
 
-    timing = out / "denoise_seconds.json"  # a re-run skips finished denoising and keeps the seconds of the run that did it
+    timing = out / "denoise_seconds.json"  # a re-run skips finished denoising, keeps the seconds of the run that did it
     seconds = {**(json.loads(timing.read_text()) if timing.is_file() else {}), **seconds}
     timing.write_text(json.dumps(seconds))
     report = {"seeds": a.seeds, "steps": a.steps, "labels": geo, "denoise_seconds": seconds, "skipped": skipped,
