@@ -14,7 +14,8 @@ uncorrelated) -- provided z has the noise's covariance. The noise is taken as st
 space, per ring either RELION's noise estimate of the Class2D run (``rlnSigma2Noise`` in its ``_model.star``,
 scaled to the particles' power in the outer third of the rings; ``--noise relion``, the default) or the
 particles' own mean power spectrum (``--noise particles``: it holds the signal too, 1.4-2.6x the noise in the
-lowest rings here, which biases R2R against the low resolutions). The model is applied to y itself afterwards (noise C, not (1 + alpha^2) C as in training).
+lowest rings here, which biases R2R against the low resolutions). The model is applied to y itself afterwards
+(noise C, not (1 + alpha^2) C as in training).
 
 Training uses the particles that are NOT among the 400 evaluation particles of ``benchmarks/denoise_real.py``
 (the same random draw), and never their Class2D references; the evaluation is that script's: FRC per band and
@@ -158,8 +159,8 @@ def main(argv=None) -> int:
                        log_path=a.out / "loss.tsv", amp=amp)
     train_s = time.time() - t0
     model.meta = {**model.meta, "fine_tuned": {"method": "Recorrupted-to-Recorrupted on the user's particles",
-                                               "particles": len(particles), "steps": a.steps, "alpha": a.alpha, "noise": a.noise,
-                                               "lr": a.lr, "batch": a.batch, "seed": a.seed}}
+                                               "particles": len(particles), "steps": a.steps, "alpha": a.alpha,
+                                               "noise": a.noise, "lr": a.lr, "batch": a.batch, "seed": a.seed}}
     model.save(a.out / "model")
 
     raw, ref, mask, px, _ = load_betagal(a.n_eval)

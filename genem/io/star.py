@@ -30,9 +30,6 @@ def read_star(path) -> dict[str, pd.DataFrame]:
         raise GenemInputError(path, "STAR file has no data blocks")
     for k, v in out.items():
         check_star_values(path, k, v)
-        for col in v.columns:  # RELION writes nan / -nan / inf (an empty class's completeness): numbers, not text
-            if not pd.api.types.is_numeric_dtype(v[col]) and not str(col).endswith("Name") and _numeric(v[col]).all():
-                v[col] = pd.to_numeric(v[col].astype(str).str.strip().str.lower(), errors="coerce")
     return out
 
 
@@ -47,7 +44,9 @@ def _numeric(values: pd.Series) -> np.ndarray:
 
 def check_star_values(path, block: str, rows: pd.DataFrame) -> None:
     """A row cut short (a file truncated while written, an empty value) or a non-numeric value in a numeric
-    column is a GenemInputError naming the block, row (1-based) and column. Columns named ``...Name`` hold text."""
+    column is a GenemInputError naming the block, row (1-based) and column. Columns named ``...Name`` hold text.
+    A numeric column read as text (RELION writes nan / -nan / inf, e.g. an empty class's completeness) is turned
+    into numbers in place."""
     twice = rows.columns[rows.columns.duplicated()]
     if len(twice):
         raise GenemInputError(path, f"data_{block}: column {twice[0]} appears more than once")
@@ -67,6 +66,8 @@ def check_star_values(path, block: str, rows: pd.DataFrame) -> None:
         if numeric.any() and not numeric.all():
             r = int(np.argmin(numeric))
             raise GenemInputError(path, f"data_{block} row {r + 1}, column {col}: {values.iloc[r]!r} is not a number")
+        if numeric.all():
+            rows[col] = pd.to_numeric(values.astype(str).str.strip().str.lower(), errors="coerce")
 
 
 def read_particles_star(path) -> tuple[pd.DataFrame | None, pd.DataFrame]:
